@@ -1,0 +1,35 @@
+"""Test-wide settings, applied before any kernel starts (kernels inherit the environment).
+
+* Jupyter, IPython and matplotlib state go to a temporary directory, not the home directory.
+* Progress bars are off and thread counts fixed, exactly as when notebooks were executed for storage.
+* nbval runs kernels in this environment, with the sanitizers in tests/nbval_sanitize.cfg.
+"""
+
+import os
+import tempfile
+from pathlib import Path
+
+from nncourse.notebooks import kernel_env
+
+_state = tempfile.mkdtemp(prefix="nncourse-test-")
+for var in ("JUPYTER_CONFIG_DIR", "JUPYTER_RUNTIME_DIR", "IPYTHONDIR", "MPLCONFIGDIR"):
+    os.environ[var] = os.path.join(_state, var.lower())
+    os.makedirs(os.environ[var], exist_ok=True)
+os.environ.update({k: v for k, v in kernel_env().items() if k.startswith(("NNCOURSE", "PYTHONHASH",
+                                                                          "MPLBACKEND", "PYDEVD"))})
+
+ROOT = Path(__file__).parent
+
+
+def pytest_configure(config):
+    # Kernels run in this interpreter's environment (.venv), whatever kernelspecs the machine has.
+    if hasattr(config.option, "nbval_current_env"):
+        config.option.nbval_current_env = True
+        if config.option.nbval_sanitize_with is None:
+            config.option.nbval_sanitize_with = str(ROOT / "tests" / "nbval_sanitize.cfg")
+
+
+def pytest_ignore_collect(collection_path, config):
+    if ".ipynb_checkpoints" in collection_path.parts:
+        return True
+    return None

@@ -1,0 +1,36 @@
+"""Command line: ``python -m nncourse COMMAND ...`` (or ``nncourse COMMAND``).
+
+Each command lives in its own module with ``add_arguments(parser)`` and ``run(args) -> int``;
+add a command by adding one line to :data:`COMMANDS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = {
+    "check": ("nncourse.scoreboard", "run an exercise notebook and print your scoreboard"),
+    "release": ("nncourse.release", "write exercises/ from solutions/ (instructors)"),
+    "bench": ("nncourse.bench", "time each chapter notebook"),
+    "execute": ("nncourse.execute", "run notebooks in place and store outputs (authors)"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m nncourse", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(module=module)
+        importlib.import_module(module).add_arguments(p)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    return int(importlib.import_module(args.module).run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

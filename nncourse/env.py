@@ -1,0 +1,117 @@
+"""One call that makes a notebook reproducible: seeds, threads, print options, plot style.
+
+Every notebook's first code cell runs ``nncourse.setup()``. What it fixes, and why:
+
+* seeds of Python, NumPy and torch, so every run draws the same random numbers;
+* the number of torch threads (default 1): large reductions are summed in a different order with a
+  different thread count, which changes the last digits of results;
+* deterministic torch algorithms, so no kernel picks a non-deterministic path;
+* short print options, so printed tensors and arrays show 4 significant digits, not 8;
+* the course's plot style (see :mod:`nncourse.plotting`).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+import sys
+from importlib import metadata
+
+import numpy as np
+import torch
+
+__all__ = ["setup", "seed_everything", "environment_report", "progress_enabled"]
+
+#: Versions the stored notebook outputs were produced with (see constraints.txt).
+EXPECTED_VERSIONS = {
+    "torch": "2.13.0",
+    "numpy": "2.4",
+    "scikit-learn": "1.9",
+    "matplotlib": "3.11",
+}
+
+
+def seed_everything(seed: int = 0) -> None:
+    """Seed Python's ``random``, NumPy's global generator and torch (CPU).
+
+    Parameters
+    ----------
+    seed : int
+        A non-negative integer.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    random.seed(int(seed))
+    np.random.seed(int(seed))
+    torch.manual_seed(int(seed))
+
+
+def setup(seed: int = 0, threads: int = 1, style: bool = True) -> None:
+    """Make the rest of the notebook reproducible and give it the course's look.
+
+    Parameters
+    ----------
+    seed : int
+        Seed for Python, NumPy and torch.
+    threads : int
+        Number of threads torch may use. Results are bit-identical only for a fixed count; 1 is
+        fast enough for the course's small networks.
+    style : bool
+        Apply the course's matplotlib style.
+    """
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be a positive integer, got {threads!r}")
+    seed_everything(seed)
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True)
+    torch.set_printoptions(precision=4, sci_mode=False)
+    np.set_printoptions(precision=4, suppress=True)
+    if style:
+        from nncourse.plotting import use_style
+
+        use_style()
+
+
+def progress_enabled(requested: bool | None = None) -> bool:
+    """Whether to show a progress bar.
+
+    ``requested`` wins when given; otherwise bars are on unless the environment variable
+    ``NNCOURSE_PROGRESS`` is ``0`` (tests and the notebook executor set it, so stored outputs
+    contain no bars).
+    """
+    if requested is not None:
+        return bool(requested)
+    return os.environ.get("NNCOURSE_PROGRESS", "1") != "0"
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "missing"
+
+
+def environment_report() -> str:
+    """A short, stable report of the versions that matter, with a verdict.
+
+    Only ``major.minor`` (``major.minor.patch`` for torch) is shown, so the report is the same on
+    every machine that has the course's pinned environment.
+    """
+    lines = [f"Python {platform.python_version_tuple()[0]}.{platform.python_version_tuple()[1]}"]
+    problems = []
+    if sys.version_info[:2] != (3, 11):
+        problems.append("the course is tested on Python 3.11")
+    for dist, expected in EXPECTED_VERSIONS.items():
+        found = _version(dist).split("+")[0]
+        shown = ".".join(found.split(".")[: len(expected.split("."))])
+        lines.append(f"{dist} {shown}")
+        if shown != expected:
+            problems.append(f"{dist} {expected} expected, found {found}")
+    lines.append(f"torch threads: {torch.get_num_threads()}")
+    if problems:
+        lines.append("WARNING: " + "; ".join(problems) + " -- numbers may differ from the text. "
+                     "Run `make lab` to get the course's environment.")
+    else:
+        lines.append("Environment OK: numbers you get will match the ones in the text.")
+    return "\n".join(lines)
