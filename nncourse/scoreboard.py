@@ -49,7 +49,7 @@ def score(executed_nb) -> list[Result]:
 def format_scoreboard(results: list[Result], title: str = "") -> str:
     lines = [title] if title else []
     for r in results:
-        line = f"  Exercise {r.exercise:<5} {r.earned}/{r.points}  {r.status}"
+        line = f"  Exercise {r.exercise + ':':<5} {r.earned}/{r.points}  {r.status}"
         if r.message and r.status != PASSED:
             msg = r.message.split(": ", 1)[-1] if r.message.startswith(("ExerciseError",
                                                                        "NotAttempted")) else r.message
