@@ -90,6 +90,18 @@ def make_mlp(n_in: int, n_out: int, width: int | Sequence[int] = 64, depth: int 
         raise ValueError(f"dropout p must be in [0, 1), got {dropout!r}")
     activation = _choice("activation", activation, ACTIVATIONS)
 
+    if seed is None:
+        return _build(n_in, n_out, widths, activation, init, batch_norm, dropout, bias,
+                      init_scale, None)
+    # Layers draw their default weights from the global generator: fork it so a seeded model
+    # is the same whatever ran before, and building it leaves the global state untouched.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _build(n_in, n_out, widths, activation, init, batch_norm, dropout, bias,
+                      init_scale, seed)
+
+
+def _build(n_in, n_out, widths, activation, init, batch_norm, dropout, bias, init_scale, seed):
     layers: list[nn.Module] = []
     fan_in = n_in
     for w in widths:
@@ -127,8 +139,7 @@ def init_weights_(model: nn.Module, scheme: str = "default", activation: str = "
     for layer in linear_layers(model):
         w = layer.weight
         if scheme == "default":
-            if generator is not None:
-                layer.reset_parameters()  # torch's default, drawn from the global generator
+            pass  # torch's own init, drawn when the layer was built (seeded by make_mlp)
         elif scheme == "zeros":
             nn.init.zeros_(w)
         elif scheme == "constant":

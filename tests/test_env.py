@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+import torch
+
+import nncourse
+from nncourse import env
+
+
+def test_setup_makes_random_draws_repeat():
+    nncourse.setup(seed=3, style=False)
+    a = (torch.randn(5), np.random.rand(3))
+    nncourse.setup(seed=3, style=False)
+    b = (torch.randn(5), np.random.rand(3))
+    assert torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    nncourse.setup(seed=4, style=False)
+    assert not torch.equal(a[0], torch.randn(5))
+
+
+def test_setup_fixes_threads_and_determinism():
+    nncourse.setup(threads=1, style=False)
+    assert torch.get_num_threads() == 1
+    assert torch.are_deterministic_algorithms_enabled()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"seed": -1}, "seed must be a non-negative integer, got -1"),
+    ({"seed": 1.5}, "seed must be a non-negative integer, got 1.5"),
+    ({"threads": 0}, "threads must be a positive integer, got 0"),
+])
+def test_setup_rejects_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        nncourse.setup(**kwargs)
+
+
+def test_environment_report_says_ok_in_the_course_environment():
+    report = env.environment_report()
+    assert report.endswith("Environment OK: numbers you get will match the ones in the text.")
+    assert "torch 2.13.0" in report
+
+
+def test_environment_report_warns_on_other_versions(monkeypatch):
+    monkeypatch.setitem(env.EXPECTED_VERSIONS, "numpy", "1.26")
+    report = env.environment_report()
+    assert "WARNING: numpy 1.26 expected" in report
+
+
+def test_progress_switch(monkeypatch):
+    monkeypatch.setenv("NNCOURSE_PROGRESS", "0")
+    assert not env.progress_enabled()
+    assert env.progress_enabled(True)
+    monkeypatch.setenv("NNCOURSE_PROGRESS", "1")
+    assert env.progress_enabled()
