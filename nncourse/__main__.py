@@ -15,6 +15,7 @@ COMMANDS = {
     "release": ("nncourse.release", "write exercises/ from solutions/ (instructors)"),
     "bench": ("nncourse.bench", "time each chapter notebook"),
     "execute": ("nncourse.execute", "run notebooks in place and store outputs (authors)"),
+    "tune": ("nncourse.tuning", "a hyperparameter-tuning worker joining a shared Optuna study"),
 }
 
 
