@@ -54,7 +54,8 @@ def explore_learning_rate(static: bool = False, epochs: int = 40):
             state["train"], = ax.plot(x, run["train_loss"], "-", color=color("train"), label="train")
             state["val"], = ax.plot(x, run["val_loss"], "--", color=color("val"), label="validation")
             ax.set_yscale("log")
-            ax.set_ylim(0.01, 2)
+            losses = [v for r in runs.values() for v in r["train_loss"] + r["val_loss"]]
+            ax.set_ylim(0.8 * min(losses), 1.2 * max(losses))
             ax.set_xlabel("epoch")
             ax.set_ylabel("loss (log scale)")
             ax.legend(loc="upper right")

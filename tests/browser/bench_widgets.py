@@ -1,0 +1,47 @@
+"""Latency benchmark: move every widget control N times in JupyterLab and print median/p95.
+
+    .venv/bin/python -m tests.browser.bench_widgets [--moves 20] [chapters/NN_x.ipynb ...]
+
+Targets (COURSE_DESIGN.md): p95 <= 150 ms for widgets that only compute curves or statistics,
+<= 1.5 s for widgets that retrain a small network. A benchmark, not a test: run it on an idle
+machine.
+"""
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from tests.browser import lab
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("notebooks", nargs="*", type=Path)
+    parser.add_argument("--moves", type=int, default=20)
+    args = parser.parse_args(argv)
+    reason = lab.unavailable_reason()
+    if reason:
+        print(f"cannot run: {reason}", file=sys.stderr)
+        return 1
+    notebooks = [p.resolve() for p in args.notebooks] or lab.widget_notebooks()
+    server = lab.LabServer(notebooks)
+    server.start()
+    rows = []
+    try:
+        with tempfile.TemporaryDirectory() as profile, lab.browser(Path(profile)) as ctx:
+            for nb in notebooks:
+                page = lab.NotebookPage(ctx.new_page(), server, nb.name)
+                page.open()
+                page.run_all()
+                rows += lab.exercise_widgets(page, None, moves=args.moves)
+                page.page.close()
+                print(lab.latency_table([r for r in rows if r["notebook"] == nb.name]), flush=True)
+    finally:
+        server.stop()
+    print("\nall widgets:\n" + lab.latency_table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
