@@ -24,8 +24,11 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
+# JupyterLab refuses to run as root unless told (containers, CI machines).
+ROOTFLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
 lab: $(STAMP)
-	$(BIN)/jupyter lab chapters/00_start_here.ipynb
+	$(BIN)/jupyter lab $(ROOTFLAG) chapters/00_start_here.ipynb
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n $(JOBS) --dist loadscope --nbval tests chapters solutions
