@@ -1,0 +1,43 @@
+"""nncourse.overfitting: the chapter-08 task, runs and widget, on a tiny budget."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from nncourse import overfitting as O  # noqa: E402
+from nncourse.regularization import weight_stats  # noqa: E402
+
+
+def test_noisy_moons_split():
+    d = O.noisy_moons()
+    assert (len(d.y_train), len(d.y_val), len(d.y_test)) == (40, 901, 900)
+    assert d.y_train.float().mean().item() == 0.5
+
+
+def test_fit_is_cached_and_renamed_and_applies_its_settings():
+    a = O.fit("a", l1=0.05, epochs=5)
+    b = O.fit("b", l1=0.05, epochs=5)
+    assert a.model is b.model and (a.name, b.name) == ("a", "b")
+    assert weight_stats(a.model)["zeros"] > 0                  # proximal L1 made exact zeros
+    c = O.fit("c", max_norm=0.5, epochs=5)
+    assert weight_stats(c.model)["max_row_norm"] <= 0.5 + 1e-6
+    e = O.fit("e", patience=1, epochs=50)
+    assert e.extra["stopped_epoch"] == e.history.epochs_run
+    assert a.gap == pytest.approx(a.train_acc - a.val_acc)
+    assert "gap" in O.table([a, c]) and "test" in O.table([a], test=True)
+
+
+def test_widget_compute_and_redraw():
+    grid = O.grid_runs(3, (0.0, 0.01), (0.0, 0.5))
+    assert set(grid) == {(0.0, 0.0), (0.0, 0.5), (0.01, 0.0), (0.01, 0.5)}
+    probs = grid[0.01, 0.5]["probs"]
+    assert probs.shape == (80, 80) and np.all((probs >= 0) & (probs <= 1))
+    box = O.explore_regularization(epochs=3, l2_grid=(0.0, 0.01), dropout_grid=(0.0, 0.5))
+    l2_slider, p_slider = box.children[0].children
+    image = box.figure.axes[0].images[0]
+    l2_slider.value, p_slider.value = 0.01, 0.5                # observe -> redraw in place
+    assert np.array_equal(image.get_array(), probs)
+    assert "p = 0.5" in box.figure.axes[0].get_title()
