@@ -1,0 +1,588 @@
+"""``python -m nncourse grade SUBMISSIONS_DIR --exercise NN``: batch-grade a class, safely.
+
+For instructors; the guide is ``docs/grading.md``. Every ``*.ipynb`` under ``SUBMISSIONS_DIR`` is
+graded against the master ``solutions/NN_*.ipynb``:
+
+1. its bytes are read once and hashed (the file itself is never written, moved or executed);
+2. the notebook that runs is the master with only the student's *answer* cells put in (by cell
+   id, falling back to tags, then order), every other cell restored from the master, no outputs,
+   and a guard before each check cell (:mod:`nncourse.grading.rebuild`);
+3. it runs in a locked-down kernel (:mod:`nncourse.grading.sandbox`) with a per-cell timeout,
+   a per-notebook deadline and resource limits;
+4. each exercise's points are awarded when its check cell's *execute reply* is ``ok`` -- printed
+   text never counts. An answer that hangs or kills the kernel loses that exercise and the
+   notebook is run again without it, so the other exercises are still graded;
+5. a gradebook CSV, a feedback file per student and a JSON record are written to ``--out``, and a
+   class summary is printed. A submission that cannot be read or run gets a row saying why; the
+   batch always finishes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from nncourse import notebooks as nbs
+from nncourse import scoreboard
+from nncourse.grading import rebuild as rb
+from nncourse.grading import sandbox
+
+__all__ = ["Limits", "ExerciseGrade", "Grade", "find_master", "find_submissions", "grade_batch",
+           "write_reports", "add_arguments", "run"]
+
+SANDBOX_SCRIPT = Path(sandbox.__file__).resolve()
+REPO = Path(__file__).resolve().parents[2]
+OK, FLAGGED, UNREADABLE, ERROR = "graded", "graded, flagged for review", "unreadable", "error"
+TIMED_OUT, CRASHED = "timed out", "crashed"
+
+
+@dataclass
+class Limits:
+    """What one submission may use. Times in seconds, sizes in bytes."""
+
+    cell_timeout: int = 120
+    notebook_timeout: int = 600
+    memory: int = 4 * 2**30
+    file_size: int = 64 * 2**20
+    processes: int = 64
+    open_files: int = 1024
+    output_cap: int = 100_000
+    max_message: int = 32 * 2**20
+    startup_timeout: int = 120
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"limit {f.name} must be a positive integer, got {value!r}")
+
+
+@dataclass
+class ExerciseGrade:
+    exercise: str
+    points: int
+    earned: int
+    status: str
+    message: str = ""
+
+
+@dataclass
+class Grade:
+    """One submission's result: a gradebook row, a feedback file and a JSON record."""
+
+    student: str
+    file: str
+    sha256: str
+    status: str
+    exercises: list[ExerciseGrade] = field(default_factory=list)
+    reason: str = ""
+    flags: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    output_truncated: bool = False
+    sandbox: dict = field(default_factory=dict)
+    attempts: int = 0
+    seconds: float = 0.0
+
+    @property
+    def total(self) -> int:
+        return sum(e.earned for e in self.exercises)
+
+
+# --- finding the master and the submissions -----------------------------------------------------
+
+def find_master(exercise: str, solutions: Path) -> Path:
+    """``solutions/NN_*.ipynb`` for ``--exercise NN`` (``3`` and ``03`` both work)."""
+    if not str(exercise).isdigit():
+        raise ValueError(f"--exercise must be a chapter number such as 03, got {exercise!r}")
+    matches = sorted(solutions.glob(f"{int(exercise):02d}_*.ipynb"))
+    if len(matches) != 1:
+        found = ", ".join(p.name for p in matches) or "none"
+        raise ValueError(f"expected one master notebook {int(exercise):02d}_*.ipynb in "
+                         f"{solutions}, found {found}")
+    return matches[0]
+
+
+def find_submissions(folder: Path, master: Path) -> list[tuple[str, Path]]:
+    """``(student, path)`` for each notebook under ``folder``, sorted.
+
+    ``folder/alice.ipynb`` is student ``alice``; ``folder/alice/03_x.ipynb`` (the master's
+    file name inside a per-student folder) is student ``alice`` too.
+    """
+    found = []
+    for path in sorted(folder.rglob("*.ipynb")):
+        rel = path.relative_to(folder)
+        if any(part.startswith(".") for part in rel.parts):  # .ipynb_checkpoints, hidden
+            continue
+        if len(rel.parts) > 1 and rel.name == master.name:
+            student = "/".join(rel.parts[:-1])
+        else:
+            student = rel.with_suffix("").as_posix()
+        found.append((student, path))
+    return found
+
+
+# --- running one notebook in the sandbox --------------------------------------------------------
+
+class _Scratch:
+    """Private working space: ``jobs/`` for the grader (root only), ``work/`` for kernels."""
+
+    def __init__(self, hide: list[Path]):
+        self.root = Path(tempfile.mkdtemp(prefix="nncourse-grade-"))
+        self.as_root = os.geteuid() == 0
+        os.chmod(self.root, 0o711)
+        (self.root / "jobs").mkdir(mode=0o700)
+        (self.root / "work").mkdir(mode=0o711)
+        self.hide = [str(p) for p in hide if p.is_dir()]
+        self._lock = threading.Lock()
+        self._n = 0
+        self._uid_base = 2_000_000_000 + (os.getpid() % 100_000) * 1_000
+
+    def new_job(self) -> tuple[Path, Path, int | None]:
+        with self._lock:
+            self._n += 1
+            n = self._n
+        job = self.root / "jobs" / f"{n:05d}"
+        work = self.root / "work" / f"{n:05d}"
+        job.mkdir(mode=0o700)
+        work.mkdir(mode=0o700)
+        uid = None
+        if self.as_root:
+            uid = self._uid_base + n % 1_000
+            while sandbox._processes_of(uid):  # never share a user id with a live process
+                uid += 1
+            os.chown(work, uid, uid)
+        return job, work, uid
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _execute(nb, scratch: _Scratch, limits: Limits, budget: float) -> dict:
+    """Run ``nb`` in a fresh sandboxed kernel; return the worker's result with the executed nb."""
+    job, work, uid = scratch.new_job()
+    nbformat.write(nb, job / "notebook.ipynb")
+    spec = {
+        "notebook": str(job / "notebook.ipynb"), "executed": str(job / "executed.ipynb"),
+        "result": str(job / "result.json"), "launch_info": str(job / "launch.json"),
+        "kernel_log": str(job / "kernel.log"), "kernels": str(job / "kernels"),
+        "stage": str(job / "stage"), "jobdir": str(job), "workdir": str(work),
+        "scratch": str(scratch.root), "uid": uid, "python": sys.executable,
+        "hide": scratch.hide, "expose": [sys.base_prefix, sys.prefix, str(REPO)],
+        "env": {k: v for k, v in nbs.kernel_env(threads=1).items()
+                if not k.startswith(("JUPYTER", "IPYTHON", "MPLCONFIG", "JPY"))},
+        "limits": {"memory": limits.memory, "cpu": int(limits.notebook_timeout),
+                   "file_size": limits.file_size, "open_files": limits.open_files,
+                   "processes": limits.processes},
+        "cell_timeout": limits.cell_timeout, "notebook_timeout": max(1, int(budget)),
+        "startup_timeout": limits.startup_timeout, "output_cap": limits.output_cap,
+        "max_message": limits.max_message,
+    }
+    (job / "job.json").write_text(json.dumps(spec))
+    with open(job / "worker.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-I", str(SANDBOX_SCRIPT), "run",
+                                 str(job / "job.json")], stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+        try:  # the worker enforces the deadline itself; this is the backstop
+            proc.wait(timeout=budget + limits.startup_timeout + 30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    if uid is not None:
+        sandbox.kill_user(uid)
+    try:
+        result = json.loads((job / "result.json").read_text())
+        result["notebook"] = nbformat.read(job / "executed.ipynb", as_version=4)
+    except (OSError, ValueError) as exc:
+        tail = (job / "worker.log").read_bytes()[-800:].decode("utf-8", "replace")
+        return {"error": f"the grading worker failed ({type(exc).__name__}): {tail.strip()}"}
+    return result
+
+
+# --- grading ------------------------------------------------------------------------------------
+
+def _signal_name(code) -> str:
+    if isinstance(code, int) and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        why = {"SIGXCPU": " -- out of CPU time", "SIGXFSZ": " -- a file grew past the size limit",
+               "SIGKILL": " -- killed, e.g. out of CPU time or memory",
+               "SIGSEGV": " -- a segmentation fault"}.get(name, "")
+        return f"killed by {name}{why}"
+    return f"exit code {code}" if code is not None else "no exit code"
+
+
+def _owner(nb, index: int) -> tuple[str | None, str]:
+    """Exercise a cell belongs to (answer/check cells), else the last exercise whose answer ran."""
+    cell = nb.cells[index]
+    if nbs.role(cell) is not None:
+        return nbs.exercise_id(cell), nbs.role(cell)
+    for i in range(index - 1, -1, -1):
+        if nbs.role(nb.cells[i]) == nbs.ANSWER:
+            return nbs.exercise_id(nb.cells[i]), "a later"
+    return None, "an instructor"
+
+
+def _guard_reports(nb) -> tuple[list[dict], list[str]]:
+    reports, problems = [], []
+    for cell in nb.cells:
+        if not str(cell.get("id", "")).startswith(rb.GUARD_ID):
+            continue
+        text = "".join(o.get("text", "") for o in cell.get("outputs", [])
+                       if o.get("output_type") == "stream")
+        lines = [ln for ln in text.splitlines() if ln.startswith(rb.GUARD_MARK)]
+        if lines:
+            try:
+                reports.append(json.loads(lines[-1][len(rb.GUARD_MARK):]))
+            except ValueError:
+                problems.append("the grader's guard printed garbage")
+        elif cell.get("execution_count") is not None:
+            err = nbs.cell_error(cell)
+            problems.append("the grader's guard before a check could not run"
+                            + (f" ({nbs.error_text(err)[:200]})" if err else ""))
+    return reports, problems
+
+
+def _score(result: dict) -> tuple[list[ExerciseGrade], list[str], list[str]]:
+    """Exercise grades from an executed notebook; verdicts from execute replies only."""
+    nb = result["notebook"]
+    replies = result.get("replies", {})
+    reports, problems = _guard_reports(nb)
+    flags = [f"{r['exercise']}: {f}" for r in reports for f in r.get("found", [])]
+    answer_errors: dict[str, str] = {}
+    for cell in nb.cells:
+        if nbs.role(cell) == nbs.ANSWER and nbs.cell_error(cell) is not None:
+            answer_errors.setdefault(nbs.exercise_id(cell), nbs.error_text(nbs.cell_error(cell)))
+    graded = []
+    plain = copy_without_guards(nb)
+    for r in scoreboard.score(plain):
+        graded.append(ExerciseGrade(r.exercise, r.points, r.earned, r.status, r.message))
+    # the execute reply is the verdict: an error hidden from the outputs still fails
+    checks = {nbs.exercise_id(c): i for i, c in enumerate(nb.cells) if nbs.role(c) == nbs.CHECK}
+    for g in graded:
+        status = replies.get(str(checks[g.exercise]))
+        if g.status == scoreboard.PASSED and status != "ok":
+            g.earned, g.status = 0, scoreboard.FAILED
+            g.message = "the check cell did not complete normally (its error output was hidden)"
+        if g.status != scoreboard.PASSED and g.exercise in answer_errors:
+            g.message = (f"your answer cell raised {answer_errors[g.exercise]}"
+                         + (f" -- then the check said: {g.message}" if g.message else ""))
+    return graded, flags, problems
+
+
+def copy_without_guards(nb):
+    plain = nbformat.from_dict(dict(nb))
+    plain.cells = [c for c in nb.cells if not str(c.get("id", "")).startswith(rb.GUARD_ID)]
+    return plain
+
+
+def grade_submission(student: str, path: Path, master, scratch: _Scratch,
+                     limits: Limits) -> Grade:
+    """Grade one submission; never raises for anything the submission does."""
+    start = time.monotonic()
+    try:
+        if path.is_symlink():
+            raise rb.SubmissionError("the submission is a symbolic link, not a file")
+        data = path.read_bytes()
+    except OSError as exc:
+        return Grade(student, str(path), "", UNREADABLE, reason=f"cannot read the file: {exc}")
+    except rb.SubmissionError as exc:
+        return Grade(student, str(path), "", UNREADABLE, reason=str(exc))
+    grade = Grade(student, str(path), hashlib.sha256(data).hexdigest(), OK)
+    try:
+        cells = rb.load_submission(data)
+        grade.exercises, grade.notes, grade.flags = _grade_cells(cells, master, scratch, limits,
+                                                                 grade)
+    except rb.SubmissionError as exc:
+        grade.status, grade.reason = UNREADABLE, str(exc)
+    except Exception as exc:  # a grader bug must not stop the batch: say so in the row
+        grade.status, grade.reason = ERROR, f"the grader failed: {type(exc).__name__}: {exc}"
+    if grade.status == OK and grade.flags:
+        grade.status = FLAGGED
+    grade.seconds = round(time.monotonic() - start, 1)
+    return grade
+
+
+def _grade_cells(cells, master, scratch, limits, grade: Grade):
+    exercises = nbs.exercises(master)
+    skip: dict[str, tuple[str, str]] = {}  # exercise -> (status, message) from an earlier run
+    deadline = time.monotonic() + limits.notebook_timeout
+    flags: set[str] = set()
+    while True:
+        built = rb.rebuild(master, cells, skip={e: m for e, (_, m) in skip.items()})
+        grade.attempts += 1
+        result = _execute(built.notebook, scratch, limits, budget=deadline - time.monotonic())
+        if result.get("error") and "notebook" not in result:
+            raise RuntimeError(result["error"])
+        grade.sandbox = result.get("sandbox", {})
+        graded, guard_flags, problems = _score(result)
+        flags.update(guard_flags)
+        flags.update(problems)
+        grade.output_truncated |= bool(result.get("truncated"))
+        if result.get("outside_files"):
+            flags.add(f"wrote {len(result['outside_files'])} file(s) outside its working "
+                      "directory (removed)")
+        stopped = result.get("stopped")
+        if result.get("error") and not stopped:
+            raise RuntimeError(result["error"])
+        if not stopped:
+            break
+        nb = result["notebook"]
+        ex, where = _owner(nb, stopped["cell"])
+        if stopped["reason"] == "timeout":
+            status, msg = TIMED_OUT, (f"{where} cell ran longer than the {limits.cell_timeout} s "
+                                      "limit (an infinite loop?)")
+        elif stopped["reason"] == "died":
+            status, msg = CRASHED, (f"the Python kernel died while running {where} cell "
+                                    f"({_signal_name(stopped.get('exit_code'))}); did the code "
+                                    "call os._exit(), exit() or crash Python?")
+        else:
+            status, msg = TIMED_OUT, (f"the notebook ran past its {limits.notebook_timeout} s "
+                                      "limit")
+            ex = None
+        if ex is not None and ex not in skip and deadline - time.monotonic() > 5:
+            skip[ex] = (status, f"{msg}; the other exercises were graded in a fresh run")
+            continue
+        for g in graded:  # nothing more to retry: say why the rest did not run
+            if g.status == scoreboard.NOT_RUN:
+                g.message = f"did not run: {msg}"
+        break
+    for g in graded:
+        if g.exercise in skip:
+            g.earned, g.status, g.message = 0, skip[g.exercise][0], skip[g.exercise][1]
+    ref_names = {}
+    for cell in master.cells:
+        if nbs.role(cell) == nbs.ANSWER:
+            ref_names.setdefault(nbs.exercise_id(cell), set()).update(
+                rb.defined_names(cell.source))
+    check_names = {b[0] for b in rb.check_bindings(master)}
+    module_names = _module_names(master)
+    for ans in built.answers:
+        flags.update(rb.static_flags(ans.source, ans.exercise, check_names,
+                                     ref_names.get(ans.exercise, set()), module_names))
+    assert [g.exercise for g in graded] == [e.id for e in exercises]
+    return graded, built.notes, sorted(flags)
+
+
+def _module_names(master) -> set[str]:
+    import ast
+
+    names = {"nncourse", "sys", "os"}
+    for cell in master.cells:
+        if cell.cell_type == "code" and nbs.role(cell) is None:
+            try:
+                for node in ast.walk(ast.parse(cell.source)):
+                    if isinstance(node, ast.Import):
+                        names.update(a.asname or a.name.split(".")[0] for a in node.names)
+            except SyntaxError:
+                pass
+    return names
+
+
+def grade_batch(submissions: list[tuple[str, Path]], master_path: Path, jobs: int = 1,
+                limits: Limits | None = None, hide: list[Path] | None = None,
+                progress=None) -> list[Grade]:
+    """Grade every ``(student, path)``; the list of grades is in the same order."""
+    limits = limits or Limits()
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
+    master = nbs.read(master_path)
+    nbs.exercises(master)
+    scratch = _Scratch(hide or [])
+    done = [0]
+    lock = threading.Lock()
+
+    def one(item):
+        g = grade_submission(item[0], item[1], master, scratch, limits)
+        with lock:
+            done[0] += 1
+            if progress:
+                progress(done[0], len(submissions), g)
+        return g
+
+    try:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            return list(pool.map(one, submissions))
+    finally:
+        scratch.cleanup()
+
+
+# --- reports ------------------------------------------------------------------------------------
+
+def _safe_name(student: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in student.replace("/", "__"))
+
+
+def feedback_text(g: Grade, title: str) -> str:
+    lines = [f"{title} -- feedback for {g.student}", ""]
+    if g.status in (UNREADABLE, ERROR):
+        lines += [f"Your notebook could not be graded: {g.reason}",
+                  "Score: 0 points. Please contact your instructor."]
+        return "\n".join(lines) + "\n"
+    possible = sum(e.points for e in g.exercises)
+    for e in g.exercises:
+        lines.append(f"Exercise {e.exercise}: {e.earned}/{e.points}  {e.status}")
+        if e.message and e.status != scoreboard.PASSED:
+            msg = e.message
+            for prefix in ("ExerciseError: ", "NotAttempted: "):
+                msg = msg.replace(prefix, "")
+            lines.append(f"    {msg}")
+    lines += ["", f"Total: {g.total}/{possible} points"]
+    notes = list(g.notes)
+    if g.output_truncated:
+        notes.append("Some of your cells printed a lot; only the start of their output was kept")
+    if g.flags:
+        notes.append("Your answers were flagged for your instructor to read")
+    if notes:
+        lines += ["", "Notes:"] + [f"  - {n}" for n in notes]
+    lines += ["", f"Graded file SHA-256: {g.sha256}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_reports(grades: list[Grade], master, out: Path, title: str) -> dict:
+    """Write ``gradebook.csv``, ``feedback/*.txt`` and ``grades.json``; return the summary."""
+    out.mkdir(parents=True, exist_ok=True)
+    exercises = nbs.exercises(master)
+    possible = sum(e.points for e in exercises)
+    with open(out / "gradebook.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["student", *[f"{e.id} ({e.points})" for e in exercises],
+                    f"total ({possible})", "status", "reason", "flags", "file", "sha256"])
+        for g in grades:
+            earned = {e.exercise: e.earned for e in g.exercises}
+            w.writerow([g.student, *[earned.get(e.id, 0) for e in exercises], g.total, g.status,
+                        g.reason, "; ".join(g.flags), g.file, g.sha256])
+    fb = out / "feedback"
+    fb.mkdir(exist_ok=True)
+    for g in grades:
+        (fb / f"{_safe_name(g.student)}.txt").write_text(feedback_text(g, title), "utf-8")
+    (out / "grades.json").write_text(json.dumps([dataclasses.asdict(g) | {"total": g.total}
+                                                 for g in grades], indent=1), "utf-8")
+    summary = {"students": len(grades),
+               "graded": sum(g.status in (OK, FLAGGED) for g in grades),
+               "flagged": sum(g.status == FLAGGED for g in grades),
+               "not graded": sum(g.status in (UNREADABLE, ERROR) for g in grades),
+               "exercises": {}}
+    for e in exercises:
+        pts = [x.earned for g in grades for x in g.exercises if x.exercise == e.id]
+        pts += [0] * sum(g.status in (UNREADABLE, ERROR) for g in grades)
+        summary["exercises"][e.id] = {
+            "points": e.points, "mean": sum(pts) / len(pts) if pts else 0.0,
+            "pass_rate": sum(p == e.points for p in pts) / len(pts) if pts else 0.0}
+    totals = [g.total for g in grades]
+    summary["mean_total"] = sum(totals) / len(totals) if totals else 0.0
+    summary["possible"] = possible
+    return summary
+
+
+def format_summary(summary: dict) -> str:
+    lines = [f"{summary['students']} submissions: {summary['graded']} graded "
+             f"({summary['flagged']} flagged for review), {summary['not graded']} not gradable",
+             f"{'exercise':<10}{'points':>7}{'mean':>8}{'passed':>9}"]
+    for ex, s in summary["exercises"].items():
+        lines.append(f"{ex:<10}{s['points']:>7}{s['mean']:>8.2f}{s['pass_rate']:>9.0%}")
+    lines.append(f"{'total':<10}{summary['possible']:>7}{summary['mean_total']:>8.2f}")
+    return "\n".join(lines)
+
+
+# --- command line -------------------------------------------------------------------------------
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    d = Limits()
+    parser.add_argument("submissions", type=Path, help="folder of submitted notebooks "
+                        "(NAME.ipynb, or NAME/NN_x.ipynb per student)")
+    parser.add_argument("--exercise", required=True, help="chapter number: 03 grades against "
+                        "solutions/03_*.ipynb")
+    parser.add_argument("--jobs", type=int, default=1, help="notebooks graded in parallel")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="folder for gradebook.csv, feedback/ and grades.json "
+                             "(default: grades-NN)")
+    parser.add_argument("--solutions", type=Path, default=REPO / "solutions",
+                        help="folder of master notebooks (default: the course's solutions/)")
+    parser.add_argument("--cell-timeout", type=int, default=d.cell_timeout,
+                        help=f"seconds per cell (default {d.cell_timeout})")
+    parser.add_argument("--notebook-timeout", type=int, default=d.notebook_timeout,
+                        help=f"seconds per notebook, all runs together (default "
+                             f"{d.notebook_timeout}); also its CPU-time limit")
+    parser.add_argument("--memory-mb", type=int, default=d.memory // 2**20,
+                        help=f"address-space limit of a kernel (default {d.memory // 2**20})")
+    parser.add_argument("--no-preflight", action="store_true",
+                        help="skip grading the master first (it must score full marks)")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        master_path = find_master(args.exercise, args.solutions)
+        limits = Limits(cell_timeout=args.cell_timeout, notebook_timeout=args.notebook_timeout,
+                        memory=args.memory_mb * 2**20)
+        if args.jobs < 1:
+            raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
+        if not args.submissions.is_dir():
+            raise ValueError(f"{args.submissions} is not a folder")
+    except ValueError as exc:
+        print(f"grade: {exc}", file=sys.stderr)
+        return 2
+    out = args.out or Path(f"grades-{int(args.exercise):02d}")
+    sub = args.submissions.resolve()
+    if out.resolve() == sub or sub in out.resolve().parents:
+        print("grade: --out must not be inside the submissions folder", file=sys.stderr)
+        return 2
+    submissions = find_submissions(args.submissions, master_path)
+    if not submissions:
+        print(f"grade: no .ipynb files in {args.submissions}", file=sys.stderr)
+        return 2
+    master = nbs.read(master_path)
+    out.mkdir(parents=True, exist_ok=True)  # exists now, so kernels cannot see it
+    hide = [master_path.parent.resolve(), REPO / ".git", sub, out.resolve()]
+    if os.geteuid() != 0:
+        print("grade: not running as root -- kernels run as your user, without their own user "
+              "id, file-system hiding or a process limit (see docs/grading.md)", file=sys.stderr)
+    limits_text = (f"{limits.cell_timeout} s/cell, {limits.notebook_timeout} s/notebook, "
+                   f"{limits.memory // 2**20} MB")
+    if not args.no_preflight:
+        print(f"preflight: grading the master {master_path.name} ({limits_text}) ...", flush=True)
+        [g] = grade_batch([("master", master_path)], master_path, 1, limits, hide)
+        if g.status != OK or g.total != sum(e.points for e in nbs.exercises(master)):
+            detail = g.reason or "; ".join(f"{e.exercise}: {e.status} {e.message}"
+                                           for e in g.exercises if e.earned < e.points)
+            print(f"grade: the master does not score full marks in the sandbox, so no student "
+                  f"could: {detail}", file=sys.stderr)
+            return 1
+        print(f"preflight: master scores {g.total}/{g.total} in {g.seconds:.0f} s; sandbox: "
+              f"{json.dumps(g.sandbox)}", flush=True)
+
+    def progress(n, total, g: Grade):
+        possible = sum(e.points for e in g.exercises)
+        what = f"{g.total}/{possible}" if g.exercises else "-"
+        extra = f" -- {g.reason}" if g.reason else (f" -- {len(g.flags)} flag(s)" if g.flags
+                                                    else "")
+        print(f"[{n}/{total}] {g.student}: {what} {g.status} ({g.seconds:.0f} s){extra}",
+              flush=True)
+
+    t0 = time.monotonic()
+    grades = grade_batch(submissions, master_path, args.jobs, limits, hide, progress)
+    elapsed = time.monotonic() - t0
+    summary = write_reports(grades, master, out, title=f"{master_path.stem}")
+    print()
+    print(format_summary(summary))
+    print(f"\n{len(grades)} notebooks in {elapsed:.0f} s with --jobs {args.jobs} "
+          f"({len(grades) / elapsed * 60:.1f} per minute)")
+    print(f"gradebook: {out / 'gradebook.csv'}   feedback: {out / 'feedback'}/")
+    return 0
