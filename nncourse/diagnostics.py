@@ -3,6 +3,7 @@
 Everything here returns plain data (lists of dicts, lists of floats, NumPy arrays) recorded with
 forward/backward hooks; :mod:`nncourse.plotting` draws it.
 
+* :func:`layer_outputs` -- each activation layer's output on a batch;
 * :func:`activation_stats` -- mean, std, saturated and dead fractions after each activation;
 * :func:`gradient_norms` -- the norm of each Linear layer's weight gradient for one batch;
 * :class:`GradientMonitor` -- a training callback recording per-layer gradient norms and the
@@ -20,7 +21,7 @@ from torch import nn
 from nncourse.models import ACTIVATIONS, linear_layers
 from nncourse.training import Callback, loss_function
 
-__all__ = ["record_activations", "activation_stats", "gradient_norms", "GradientMonitor",
+__all__ = ["record_activations", "layer_outputs", "activation_stats", "gradient_norms", "GradientMonitor",
            "has_nonfinite"]
 
 _ACTIVATION_TYPES = tuple(set(ACTIVATIONS.values()) - {nn.Identity})
@@ -49,6 +50,22 @@ def record_activations(model: nn.Module):
 
 
 @torch.no_grad()
+def layer_outputs(model: nn.Module, X: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Each activation layer's output on ``X``, by module name, input to output (eval mode).
+
+    The model's train/eval mode is restored afterwards.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        with record_activations(model) as records:
+            model(X)
+    finally:
+        model.train(was_training)
+    return records
+
+
+@torch.no_grad()
 def activation_stats(model: nn.Module, X: torch.Tensor, eps: float = 0.01,
                      keep_values: bool = False) -> list[dict]:
     """Statistics of each activation layer's output on inputs ``X`` (model in eval mode).
@@ -58,13 +75,7 @@ def activation_stats(model: nn.Module, X: torch.Tensor, eps: float = 0.01,
     ``dead`` (fraction of units that output exactly 0 for every example -- dead ReLUs), and
     ``values`` (a flat NumPy array) when ``keep_values`` is True.
     """
-    was_training = model.training
-    model.eval()
-    try:
-        with record_activations(model) as records:
-            model(X)
-    finally:
-        model.train(was_training)
+    records = layer_outputs(model, X)
     modules = dict(model.named_modules())
     stats = []
     for name, out in records.items():

@@ -60,3 +60,13 @@ def test_gradient_monitor_records_norms_and_update_ratios():
 def test_gradient_monitor_rejects_bad_every():
     with pytest.raises(ValueError, match="every must be a positive integer, got 0"):
         diagnostics.GradientMonitor(every=0)
+
+
+def test_layer_outputs_restores_mode_and_orders_layers():
+    m = models.make_mlp(3, 2, width=4, depth=2, activation="tanh", dropout=0.5, seed=0)
+    m.train()
+    X = torch.randn(6, 3)
+    outs = diagnostics.layer_outputs(m, X)
+    assert m.training and list(outs) == ["1", "4"]  # the two Tanh modules, input to output
+    m.eval()
+    assert torch.equal(outs["4"], m[:5](X))
