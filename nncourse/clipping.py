@@ -27,7 +27,7 @@ import torch
 from nncourse.training import Callback
 
 __all__ = ["clip_by_value", "clip_by_norm", "clip_grad_value_", "clip_grad_norm_", "with_grad",
-           "ClipGradients"]
+           "ClipGradients", "plot_total_norms"]
 
 # torch adds this to the total norm before dividing, so an all-zero gradient gives 0, not NaN.
 _EPS = 1e-6
@@ -164,3 +164,29 @@ class ClipGradients(Callback):
 
     def on_train_end(self, model, history):
         history.extra["total_grad_norms"] = list(self.total_norms)
+
+
+def plot_total_norms(runs, threshold: float | None = None, ax=None,
+                     title: str = "Global gradient norm per step"):
+    """Global gradient norm per training step (log scale), one line per run.
+
+    ``runs`` maps a name to a list of norms (e.g. :attr:`ClipGradients.total_norms`); the dotted
+    line marks the clipping ``threshold``. Non-finite values are left out.
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from nncourse.plotting import color
+
+    if ax is None:
+        _, ax = plt.subplots()
+    for name, norms in runs.items():
+        v = np.asarray(norms, dtype=float)
+        ax.plot(np.arange(1, len(v) + 1), np.where(np.isfinite(v), v, np.nan), lw=1,
+                color=color(name), label=name)
+    if threshold is not None:
+        ax.axhline(threshold, color="k", ls=":", lw=1, label=f"threshold {threshold:g}")
+    ax.set_yscale("log")
+    ax.set(xlabel="training step", ylabel="global gradient norm (log scale)", title=title)
+    ax.legend()
+    return ax

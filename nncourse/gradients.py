@@ -26,14 +26,15 @@ import torch
 from torch import nn
 
 from nncourse.data import load_digits
-from nncourse.diagnostics import GradientMonitor, activation_stats, gradient_norms
+from nncourse.diagnostics import (GradientMonitor, activation_stats, gradient_norms,
+                                  record_activations)
 from nncourse.models import linear_layers, make_mlp
 from nncourse.plotting import color, plot_per_layer
-from nncourse.training import History, loss_function, train
+from nncourse.training import Callback, History, loss_function, train
 
 __all__ = ["WIDTH", "ACTIVATION_CHOICES", "SCALES", "digits", "probe_batch", "layer_grad_norms",
            "gradient_profile", "first_last_ratio", "diagnose", "relative_weight_change",
-           "train_deep", "plot_sigmoid_chain", "plot_profiles", "plot_update_ratios",
+           "unit_spread", "StepLosses", "train_deep", "plot_sigmoid_chain", "plot_profiles", "plot_update_ratios",
            "plot_histograms", "explore_gradients"]
 
 #: Units per hidden layer in every experiment of the chapter.
@@ -141,6 +142,33 @@ def relative_weight_change(before: nn.Module | Sequence[torch.Tensor],
         return [((n - o).norm() / o.norm()).item() for o, n in zip(old, new)]
 
 
+@torch.no_grad()
+def unit_spread(model: nn.Module, X: torch.Tensor) -> list[float]:
+    """For each activation layer: the spread of a unit's output across the examples of ``X``.
+
+    The standard deviation over examples, averaged over units (eval mode). Near 0 means every
+    unit outputs the same value whatever the input: the layer carries no information about it.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        with record_activations(model) as records:
+            model(X)
+    finally:
+        model.train(was_training)
+    return [out.reshape(out.shape[0], -1).std(0).mean().item() for out in records.values()]
+
+
+class StepLosses(Callback):
+    """Training callback: the mini-batch loss of every step, in ``losses`` (NaN/inf included)."""
+
+    def __init__(self):
+        self.losses: list[float] = []
+
+    def on_step_end(self, model, step, loss):
+        self.losses.append(loss)
+
+
 def train_deep(activation: str = "sigmoid", init: str = "default", depth: int = 10,
                epochs: int = 10, lr: float = 0.1, scale: float = 1.0, seed: int = 0,
                monitor_every: int | None = None, **train_kwargs) -> dict:
@@ -186,9 +214,21 @@ def plot_sigmoid_chain(max_depth: int = 20):
 
 
 def plot_profiles(profiles: Mapping[str, Sequence[float]], ax=None, title: str | None = None,
-                  ylabel: str = "weight-gradient norm (log scale)"):
-    """Per-layer gradient norms, one line per series (colour by the series' name), log scale."""
+                  ylabel: str = "weight-gradient norm (log scale)", legend_title: str | None = None,
+                  cmap: str | None = None):
+    """Per-layer gradient norms, one line per series, log scale.
+
+    Lines are coloured by the series' name (:func:`nncourse.plotting.color`), or along ``cmap``
+    for an ordered family (e.g. increasing weight scales); the legend then sits outside the axes.
+    """
     ax = plot_per_layer(dict(profiles), ax=ax, ylabel=ylabel, title=title, log=True)
+    if cmap is not None:
+        colors = plt.get_cmap(cmap)(np.linspace(0.1, 0.85, len(profiles)))
+        for line, c in zip(ax.get_lines(), colors):
+            line.set_color(c)
+        ax.legend(title=legend_title, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    elif legend_title:
+        ax.legend(title=legend_title)
     return ax
 
 
@@ -208,10 +248,10 @@ def plot_update_ratios(results: Mapping[str, dict], title: str = "Update-to-data
         for j in range(n):
             ax.plot(mon.steps[:len(ratios)], ratios[:, j], color=cmap(j / max(n - 1, 1)), lw=1,
                     label=f"layer {j + 1}" if j in (0, n - 1) else None)
-        ax.axhline(1e-3, color="k", ls=":", lw=1, label="1e-3")
+        ax.axhline(1e-3, color="k", ls=":", lw=1, label="1e-3 rule of thumb")
         ax.set_yscale("log")
         ax.set(xlabel="training step", title=name)
-        ax.legend(loc="lower right", ncol=3)
+    axes[0][-1].legend(loc="lower right")
     axes[0][0].set_ylabel(r"$\|\Delta W\| / \|W\|$ (log scale)")
     fig.suptitle(title)
     plt.show()

@@ -126,3 +126,13 @@ def test_widget_redraws_the_profile_in_place():
     assert "healthy" in box.figure.axes[0].get_title()
     scale.value = 4.0
     assert "exploding" in box.figure.axes[0].get_title()
+
+
+def test_unit_spread_is_std_across_examples():
+    model = make_mlp(3, 2, width=4, depth=2, activation="tanh", seed=0)
+    X = torch.randn(20, 3, generator=torch.Generator().manual_seed(1))
+    h1 = torch.tanh(model[0](X))
+    spread = G.unit_spread(model, X)
+    assert len(spread) == 2
+    assert spread[0] == pytest.approx(h1.std(0).mean().item(), rel=1e-6)
+    assert G.unit_spread(model, X[:1].repeat(5, 1)) == pytest.approx([0.0, 0.0], abs=1e-7)
