@@ -21,16 +21,16 @@ differences (:mod:`nncourse.gradcheck`) to ~1e-9.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-
 import numpy as np
+
+from nncourse.training import History  # the course's one record of a training run
 
 __all__ = [
     "ACTIVATIONS", "LOSSES", "sigmoid", "sigmoid_prime", "tanh_prime", "relu", "relu_prime",
     "Dense", "Activation", "MLP", "dense_backward",
     "mse_loss", "mse_loss_grad", "binary_cross_entropy_with_logits",
     "binary_cross_entropy_with_logits_grad", "cross_entropy", "cross_entropy_grad",
-    "softmax", "loss_value", "loss_and_backward", "accuracy", "History", "fit", "to_torch",
+    "softmax", "loss_value", "loss_and_backward", "accuracy", "fit", "to_torch",
 ]
 
 
@@ -356,23 +356,14 @@ def accuracy(net: MLP, x: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(pred == np.asarray(y).reshape(-1)))
 
 
-@dataclass
-class History:
-    """Per-epoch loss and accuracy of :func:`fit` (index 0 is before any update)."""
-
-    train_loss: list[float] = field(default_factory=list)
-    train_acc: list[float] = field(default_factory=list)
-    val_loss: list[float] = field(default_factory=list)
-    val_acc: list[float] = field(default_factory=list)
-
-
 def fit(net: MLP, x: np.ndarray, y: np.ndarray, loss: str = "bce", lr: float = 0.5,
         epochs: int = 100, x_val: np.ndarray | None = None, y_val: np.ndarray | None = None,
         callback: Callable[[int, MLP], None] | None = None) -> History:
     """Full-batch gradient descent: forward, loss, backward, update, ``epochs`` times.
 
     ``callback(epoch, net)`` runs before the first update (epoch 0) and after each epoch, e.g.
-    to take snapshots. Returns a :class:`History` with ``epochs + 1`` entries per list.
+    to take snapshots. Returns a :class:`nncourse.training.History` with ``epochs + 1`` entries
+    per list: index ``k`` is measured after ``k`` updates, so index 0 is the untrained net.
     """
     _check_name("loss", loss, LOSSES)
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
@@ -380,7 +371,7 @@ def fit(net: MLP, x: np.ndarray, y: np.ndarray, loss: str = "bce", lr: float = 0
     if not np.isfinite(lr) or lr <= 0:
         raise ValueError(f"learning rate lr must be a positive number, got {lr!r}")
     loss_fn = LOSSES[loss][0]
-    h = History()
+    h = History(epochs_run=epochs)
 
     def record(epoch: int, train_loss: float) -> None:
         h.train_loss.append(train_loss)

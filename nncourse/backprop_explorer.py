@@ -19,6 +19,7 @@ import numpy as np
 from nncourse import backprop
 from nncourse.data import load_moons
 from nncourse.plotting import color
+from nncourse.training import History
 from nncourse.widgets import interactive_figure
 
 __all__ = ["SNAPSHOT_EPOCHS", "WIDTHS", "LEARNING_RATES", "Run", "moons_arrays", "training_run",
@@ -37,7 +38,7 @@ class Run:
 
     width: int
     lr: float
-    history: backprop.History
+    history: History
     epochs: tuple[int, ...]
     probs: np.ndarray  # (len(epochs), resolution, resolution), P(class 1) over the grid
     extent: tuple[float, float, float, float]  # x0, x1, y0, y1 of the grid
