@@ -37,6 +37,8 @@ def test_widget_redraws_in_place(monkeypatch):
     width.value = 2
     assert ax_loss.get_title().startswith("width 2, lr 1.0: train loss")
     assert len(ax_loss.lines) == 3  # train, validation, epoch marker: updated, not added
+    engine = box.figure.get_layout_engine()  # laid out once, then frozen (faster redraws)
+    assert type(engine).__name__ == "PlaceHolderLayoutEngine"
 
 
 def _small(width, lr, cache={}):
