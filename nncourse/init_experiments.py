@@ -1,0 +1,350 @@
+"""The experiments of chapter 03 (weight initialization) and its widget.
+
+Two kinds of experiment:
+
+* **Training on circles** (:func:`train_circles`, :func:`compare_on_circles`): the 2-10-5-1 ReLU
+  network of the classic comparison (zero / large random / He initialization) trained on
+  ``make_circles`` with full-batch gradient descent.
+* **Signal through depth** (:func:`propagate`): push a batch of standard-normal inputs through a
+  plain deep network ``h <- act(h @ W.T)`` and record the standard deviation of every layer's
+  activations. The weights of layer ``l`` are ``std * Z_l`` with ``Z_l`` standard normal (drawn once
+  and cached, so the widget only redoes the matrix products): every scheme here is a normal
+  distribution, and what distinguishes them is the variance, which :func:`weight_std` computes with
+  the formulas of :mod:`nncourse.init`.
+
+:func:`explore_initialization` is the chapter's widget.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+from torch import nn
+
+from nncourse import init
+from nncourse.data import Dataset, load_circles
+from nncourse.models import make_mlp
+from nncourse.plotting import color
+from nncourse.training import History, evaluate, train
+from nncourse.widgets import interactive_figure
+
+__all__ = ["REFERENCE", "RECIPES", "CirclesRun", "circles", "circles_model", "train_circles",
+           "compare_on_circles", "unit_spread", "ACTIVATIONS", "SCHEMES", "weight_std",
+           "Profile", "propagate", "std_table", "plot_std_vs_depth", "plot_histograms",
+           "explore_initialization"]
+
+# --- training on circles ------------------------------------------------------------------------
+
+#: The classic comparison (deeplearning.ai, *Improving Deep Neural Networks*, "Initialization"):
+#: a 2-10-5-1 ReLU net, 15 000 full-batch steps at lr 0.01 on make_circles (300 train / 100 test).
+#: Final train loss and train / test accuracy as published.
+REFERENCE = {"zeros": {"loss": 0.693, "train_acc": 0.50, "test_acc": 0.50},
+             "large": {"loss": None, "train_acc": 0.83, "test_acc": 0.86},
+             "he": {"loss": None, "train_acc": 0.993, "test_acc": 0.96}}
+
+#: Initializations by short name: keyword arguments of :func:`nncourse.init.init_model_`.
+RECIPES = {
+    "zeros": {"scheme": "zeros"},
+    "constant": {"scheme": "constant", "value": 0.5},
+    "large": {"scheme": "normal", "std": 10.0},    # randn * 10, as in the reference
+    "small": {"scheme": "normal", "std": 0.01},
+    "he": {"scheme": "he_normal", "nonlinearity": "relu"},
+}
+
+
+@dataclass
+class CirclesRun:
+    """One training run on circles."""
+
+    name: str
+    seed: int
+    model: nn.Module
+    history: History
+    initial_loss: float
+    test_loss: float
+    test_acc: float
+
+    @property
+    def train_acc(self) -> float:
+        return self.history.train_acc[-1]
+
+    @property
+    def train_loss(self) -> float:
+        return self.history.train_loss[-1]
+
+
+@lru_cache(maxsize=1)
+def circles() -> Dataset:
+    """500 points of make_circles (noise 0.1): 300 train, 100 validation, 100 test."""
+    return load_circles(n_samples=500, noise=0.1, seed=0)
+
+
+def circles_model(name: str, seed: int = 0, bias: float | str = 0.0) -> nn.Sequential:
+    """The 2-10-5-1 ReLU network, initialized with recipe ``name`` (see :data:`RECIPES`)."""
+    if name not in RECIPES:
+        raise ValueError(f"init must be one of {', '.join(RECIPES)}; got {name!r}")
+    model = make_mlp(2, 1, width=[10, 5], activation="relu")
+    recipe = dict(RECIPES[name])
+    if bias == "normal":
+        recipe["std"] = recipe.get("std", 0.1)
+    return init.init_model_(model, seed=seed, bias=bias, **recipe)
+
+
+def train_circles(name: str, seed: int = 0, epochs: int = 500, lr: float = 0.1,
+                  bias: float | str = 0.0) -> CirclesRun:
+    """Train :func:`circles_model` with full-batch gradient descent; evaluate on the test split."""
+    data = circles()
+    model = circles_model(name, seed, bias)
+    initial_loss, _ = evaluate(model, data.X_train, data.y_train)
+    history = train(model, data, epochs=epochs, lr=lr, batch_size=None, seed=seed,
+                    progress=False, evaluate_val=False)
+    test_loss, test_acc = evaluate(model, data.X_test, data.y_test)
+    return CirclesRun(name, seed, model, history, initial_loss, test_loss, test_acc)
+
+
+@lru_cache(maxsize=2)
+def compare_on_circles(seeds: tuple[int, ...] = (0, 1, 2), epochs: int = 500,
+                       lr: float = 0.1) -> dict[str, list[CirclesRun]]:
+    """Train with zeros (one seed: it draws nothing), large random and He initialization."""
+    return {"zeros": [train_circles("zeros", 0, epochs, lr)],
+            "large": [train_circles("large", s, epochs, lr) for s in seeds],
+            "he": [train_circles("he", s, epochs, lr) for s in seeds]}
+
+
+@torch.no_grad()
+def unit_spread(layer: nn.Linear) -> float:
+    """Largest difference between any unit's incoming weights (and bias) and unit 0's.
+
+    0 means every unit of the layer computes exactly the same function.
+    """
+    params = layer.weight if layer.bias is None else torch.cat([layer.weight,
+                                                               layer.bias[:, None]], 1)
+    return (params - params[0]).abs().max().item()
+
+
+# --- signal through depth -----------------------------------------------------------------------
+
+#: Activations of the depth experiments.
+ACTIVATIONS = {"linear": lambda x: x, "tanh": torch.tanh, "sigmoid": torch.sigmoid,
+               "relu": torch.relu, "leaky_relu": lambda x: torch.nn.functional.leaky_relu(x, 0.01),
+               "selu": torch.selu}
+
+#: Weight schemes of the depth experiments: their variance rule, for labels.
+SCHEMES = {"small": "N(0, 0.01²)", "large": "N(0, 1)", "lecun": "LeCun: 1/fan_in",
+           "xavier": "Xavier: 2/(fan_in+fan_out)", "he": "He: 2/fan_in"}
+
+
+def weight_std(scheme: str, fan_in: int, fan_out: int, gain: float = 1.0) -> float:
+    """Standard deviation of the weights of ``scheme`` (see :data:`SCHEMES`), times ``gain``.
+
+    Matches :func:`nncourse.init.xavier_normal_` (``xavier``), ``kaiming_normal_(nonlinearity=
+    "relu")`` (``he``) and :func:`~nncourse.init.lecun_normal_` (``lecun``) with gain 1.
+    """
+    if scheme not in SCHEMES:
+        raise ValueError(f"scheme must be one of {', '.join(SCHEMES)}; got {scheme!r}")
+    base = {"small": 0.01, "large": 1.0, "lecun": math.sqrt(1.0 / fan_in),
+            "xavier": math.sqrt(2.0 / (fan_in + fan_out)), "he": math.sqrt(2.0 / fan_in)}[scheme]
+    return gain * base
+
+
+@lru_cache(maxsize=4)
+def _standard_draws(depth: int, width: int, batch: int, seed: int):
+    """Inputs ``x`` (batch, width) and weights ``Z`` (depth, width, width), all N(0, 1), float64."""
+    gen = torch.Generator().manual_seed(seed)
+    x = init.normal_(torch.empty(batch, width, dtype=torch.float64), generator=gen)
+    z = init.normal_(torch.empty(depth, width, width, dtype=torch.float64), generator=gen)
+    return x, z
+
+
+@dataclass
+class Profile:
+    """Activation statistics of a deep plain network, one entry per layer (1 = first)."""
+
+    scheme: str
+    activation: str
+    gain: float
+    stds: np.ndarray
+    #: Fraction of activations within 0.01 of a tanh/sigmoid bound (0 for other activations).
+    saturated: np.ndarray
+    values: dict[int, np.ndarray]
+
+    @property
+    def depth(self) -> int:
+        return len(self.stds)
+
+
+@torch.no_grad()
+def propagate(scheme: str, activation: str, depth: int = 50, gain: float = 1.0, width: int = 128,
+              batch: int = 256, seed: int = 0, keep: tuple[int, ...] = ()) -> Profile:
+    """Push ``batch`` standard-normal inputs through ``depth`` layers ``h <- act(h @ W.T)``.
+
+    Computed in float64, so an exploding (1e50) or vanishing (1e-50) signal is measured rather
+    than overflowing to inf. ``keep`` lists the (1-based) layers whose activation values are
+    returned, for histograms.
+    """
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}; got {activation!r}")
+    for name, v in (("depth", depth), ("width", width), ("batch", batch)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    if not (isinstance(gain, (int, float)) and gain > 0):
+        raise ValueError(f"gain must be a positive number, got {gain!r}")
+    if any(not 1 <= k <= depth for k in keep):
+        raise ValueError(f"keep must list layers in [1, {depth}], got {keep!r}")
+    std = weight_std(scheme, width, width, gain)
+    x, z = _standard_draws(max(depth, 100), width, batch, seed)
+    act = ACTIVATIONS[activation]
+    h, stds, saturated, values = x, [], [], {}
+    for layer in range(1, depth + 1):
+        h = act(h @ z[layer - 1].T * std)
+        stds.append(h.std().item())
+        saturated.append(_saturated_fraction(h, activation))
+        if layer in keep:
+            values[layer] = h.reshape(-1).numpy().copy()
+    return Profile(scheme, activation, gain, np.array(stds), np.array(saturated), values)
+
+
+def _saturated_fraction(h: torch.Tensor, activation: str) -> float:
+    if activation == "tanh":
+        return (h.abs() > 0.99).double().mean().item()
+    if activation == "sigmoid":
+        return ((h < 0.01) | (h > 0.99)).double().mean().item()
+    return 0.0
+
+
+def std_table(schemes: dict[str, tuple[str, float]], activations: tuple[str, ...],
+              depth: int = 50, **kwargs) -> dict[str, dict[str, Profile]]:
+    """``{row label: {activation: Profile}}`` for rows ``{label: (scheme, gain)}``."""
+    return {label: {a: propagate(s, a, depth, g, **kwargs) for a in activations}
+            for label, (s, g) in schemes.items()}
+
+
+def _floor(values: np.ndarray) -> np.ndarray:
+    # A signal that vanished to exactly 0 cannot be drawn on a log axis: draw it at the floor.
+    return np.maximum(values, 1e-300)
+
+
+def plot_std_vs_depth(profiles: dict[str, Profile], ax=None, title: str | None = None,
+                      colors: dict[str, str] | None = None):
+    """One line per profile: activation std per layer, log scale."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots()
+    for label, p in profiles.items():
+        c = (colors or {}).get(label, color(label))
+        ax.plot(np.arange(1, p.depth + 1), _floor(p.stds), "-", color=c, label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel("layer (input → output)")
+    ax.set_ylabel("std of activations (log scale)")
+    if title:
+        ax.set_title(title)
+    ax.legend()
+    return ax
+
+
+def _layer_colors(n: int) -> list:
+    import matplotlib.pyplot as plt
+
+    return [plt.get_cmap("viridis")(v) for v in np.linspace(0.0, 0.85, n)]
+
+
+def plot_histograms(profile: Profile, ax=None, title: str | None = None, bins: int = 60,
+                    limit: float | None = None):
+    """Histograms (as step lines) of the kept layers' activations, lighter for deeper layers."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots()
+    limit = limit or _histogram_limit(profile)
+    edges = np.linspace(-limit, limit, bins + 1)
+    for c, (layer, v) in zip(_layer_colors(len(profile.values)), profile.values.items()):
+        counts, _ = np.histogram(np.clip(v, -limit, limit), edges)
+        ax.stairs(counts / v.size, edges, color=c, label=f"layer {layer}")
+    ax.set_xlabel("activation value")
+    ax.set_ylabel("fraction of values")
+    if title:
+        ax.set_title(title)
+    ax.legend()
+    return ax
+
+
+def _histogram_limit(profile: Profile) -> float:
+    peak = max(float(np.quantile(np.abs(v), 0.995)) for v in profile.values.values())
+    return peak if peak > 0 else 1.0
+
+
+def _kept_layers(depth: int) -> tuple[int, ...]:
+    return tuple(sorted({1, max(1, round(depth / 3)), max(1, round(2 * depth / 3)), depth}))
+
+
+def explore_initialization(static: bool = False, width: int = 128, batch: int = 256):
+    """Widget: weight scheme, gain, activation and depth -> per-layer std and histograms.
+
+    Left: the std of each layer's activations (log scale). Right: histograms of the activations at
+    the first layer, one third, two thirds and the last layer. Values outside the plotted range
+    are piled into the outermost bins.
+    """
+    import ipywidgets as W
+
+    style = {"description_width": "initial"}
+    controls = {
+        "scheme": W.Dropdown(options=[(label, key) for key, label in SCHEMES.items()],
+                             value="xavier", description="weights", style=style),
+        "gain": W.FloatSlider(value=1.0, min=0.25, max=3.0, step=0.05, description="gain",
+                              style=style),
+        "activation": W.Dropdown(options=list(ACTIVATIONS), value="tanh",
+                                 description="activation", style=style),
+        "depth": W.IntSlider(value=50, min=2, max=100, description="depth", style=style),
+    }
+    bins = 60
+
+    def draw(axes, state, scheme, gain, activation, depth):
+        keep = _kept_layers(depth)
+        p = propagate(scheme, activation, depth, gain, width, batch, keep=keep)
+        ax_std, ax_hist = axes
+        x = np.arange(1, depth + 1)
+        label = f"{SCHEMES[scheme]}, gain {gain:.2f}, {activation}"
+        if "line" not in state:
+            state["line"], = ax_std.plot(x, _floor(p.stds), "o-", ms=2.5,
+                                         color=color(activation))
+            ax_std.set_yscale("log")
+            ax_std.set_xlabel("layer (input → output)")
+            ax_std.set_ylabel("std of activations (log scale)")
+            ax_hist.set_xlabel("activation value")
+            ax_hist.set_ylabel("fraction of values")
+            state["stairs"] = []
+        else:
+            state["line"].set_data(x, _floor(p.stds))
+            state["line"].set_color(color(activation))
+        # At least 1e-3..10 on the log axis, so a healthy signal looks flat rather than zoomed in.
+        finite = _floor(p.stds)
+        ax_std.set_xlim(0, depth + 1)
+        ax_std.set_ylim(min(finite.min() / 2, 1e-3), max(finite.max() * 2, 10.0))
+        ax_std.set_title(f"std after {depth} layers: {p.stds[-1]:.3g}")
+        limit = _histogram_limit(p)
+        edges = np.linspace(-limit, limit, bins + 1)
+        colors = _layer_colors(len(keep))
+        for i, layer in enumerate(keep):
+            counts, _ = np.histogram(np.clip(p.values[layer], -limit, limit), edges)
+            frac = counts / p.values[layer].size
+            if i < len(state["stairs"]):
+                state["stairs"][i].set_data(frac, edges)
+                state["stairs"][i].set_label(f"layer {layer}")
+                state["stairs"][i].set_visible(True)
+            else:
+                state["stairs"].append(ax_hist.stairs(frac, edges, color=colors[i],
+                                                      label=f"layer {layer}"))
+        for artist in state["stairs"][len(keep):]:
+            artist.set_visible(False)
+        ax_hist.set_xlim(-limit, limit)
+        top = max(a.get_data().values.max() for a in state["stairs"][:len(keep)])
+        ax_hist.set_ylim(0, 1.1 * top)
+        ax_hist.legend(handles=state["stairs"][:len(keep)], loc="upper right")
+        ax_hist.set_title(label, fontsize=9)
+
+    return interactive_figure(draw, controls, ncols=2, figsize=(9.5, 3.6), static=static)

@@ -1,0 +1,109 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from nncourse import init
+from nncourse import init_experiments as ix
+
+
+def test_weight_std_matches_the_initializers():
+    fan_in, fan_out = 300, 500
+    cases = {"xavier": lambda w, g: init.xavier_normal_(w, generator=g),
+             "he": lambda w, g: init.kaiming_normal_(w, nonlinearity="relu", generator=g),
+             "lecun": lambda w, g: init.lecun_normal_(w, generator=g)}
+    for scheme, fill in cases.items():
+        w = fill(torch.empty(fan_out, fan_in), torch.Generator().manual_seed(0))
+        assert w.std().item() == pytest.approx(ix.weight_std(scheme, fan_in, fan_out), rel=0.01)
+    assert ix.weight_std("xavier", 128, 128, gain=5 / 3) == pytest.approx(5 / 3 / math.sqrt(128))
+    assert ix.weight_std("small", 10, 10) == 0.01
+    with pytest.raises(ValueError, match="scheme must be one of small, large, .*got 'glorot'"):
+        ix.weight_std("glorot", 1, 1)
+
+
+def test_propagate_first_layer_follows_the_variance_rule():
+    # One linear layer on N(0, 1) inputs: Var[y] = fan_in * Var[W].
+    for scheme, expected in [("lecun", 1.0), ("he", math.sqrt(2)), ("small", 0.01 * math.sqrt(128))]:
+        p = ix.propagate(scheme, "linear", depth=1)
+        assert p.stds[0] == pytest.approx(expected, rel=0.05)
+
+
+def test_propagate_vanishes_explodes_and_holds():
+    assert ix.propagate("small", "tanh", depth=20).stds[-1] < 1e-15
+    assert ix.propagate("large", "relu", depth=20).stds[-1] > 1e15
+    for scheme, activation in [("lecun", "linear"), ("lecun", "selu"), ("he", "relu")]:
+        stds = ix.propagate(scheme, activation, depth=50).stds
+        assert 0.2 < stds[-1] / stds[0] < 5, (scheme, activation)
+    assert np.all(np.isfinite(ix.propagate("large", "linear", depth=100).stds))  # float64
+
+
+def test_propagate_saturation_and_kept_values():
+    p = ix.propagate("large", "tanh", depth=5, keep=(1, 5))
+    assert p.saturated[-1] > 0.7 and ix.propagate("xavier", "tanh", depth=5).saturated[-1] < 0.01
+    assert sorted(p.values) == [1, 5] and p.values[5].shape == (256 * 128,)
+    assert p.values[5].std(ddof=1) == pytest.approx(p.stds[4], rel=1e-6)
+    assert not ix.propagate("he", "relu", depth=3).saturated.any()
+
+
+def test_propagate_is_deterministic_and_depth_prefix_consistent():
+    a = ix.propagate("he", "relu", depth=30).stds
+    b = ix.propagate("he", "relu", depth=10).stds
+    np.testing.assert_array_equal(a[:10], b)
+
+
+def test_propagate_validates_arguments():
+    with pytest.raises(ValueError, match="activation must be one of linear, tanh, .*got 'gelu'"):
+        ix.propagate("he", "gelu")
+    with pytest.raises(ValueError, match="depth must be a positive integer, got 0"):
+        ix.propagate("he", "relu", depth=0)
+    with pytest.raises(ValueError, match="gain must be a positive number"):
+        ix.propagate("he", "relu", gain=-1.0)
+    with pytest.raises(ValueError, match=r"keep must list layers in \[1, 5\]"):
+        ix.propagate("he", "relu", depth=5, keep=(6,))
+
+
+def test_zero_init_stays_at_chance_and_constant_init_stays_symmetric():
+    zeros = ix.train_circles("zeros", epochs=10)
+    assert zeros.train_loss == pytest.approx(math.log(2), abs=1e-3) and zeros.test_acc == 0.5
+    const = ix.train_circles("constant", epochs=10)
+    first = const.model[0]
+    assert ix.unit_spread(first) == 0.0
+    assert not torch.allclose(first.weight, torch.full_like(first.weight, 0.5))  # it did move
+    he = ix.train_circles("he", epochs=10)
+    assert ix.unit_spread(he.model[0]) > 0.1
+    assert he.initial_loss < 2 < ix.train_circles("large", epochs=1).initial_loss
+
+
+def test_circles_model_validates_and_random_biases():
+    with pytest.raises(ValueError, match="init must be one of zeros, constant, .*got 'xavier'"):
+        ix.circles_model("xavier")
+    assert ix.circles_model("he", bias="normal")[0].bias.abs().sum() > 0
+    assert not ix.circles_model("he")[0].bias.any()
+
+
+def test_widget_static_and_live_redraw():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    assert ix.explore_initialization(static=True) is None
+    plt.close("all")
+    box = ix.explore_initialization()
+    scheme, gain, activation, depth = box.children[0].children
+    assert box.children[1].value == ""
+    ax_std, ax_hist = box.figure.axes
+    line = ax_std.get_lines()[0]
+    assert len(line.get_xdata()) == 50 and len(ax_hist.patches) == 4
+    depth.value = 7
+    activation.value = "relu"
+    scheme.value = "he"
+    assert box.children[1].value == ""
+    assert len(line.get_xdata()) == 7
+    np.testing.assert_allclose(line.get_ydata(), ix.propagate("he", "relu", 7).stds)
+    visible = [p for p in ax_hist.patches if p.get_visible()]
+    assert len(visible) == 4 and [p.get_label() for p in visible] == [
+        "layer 1", "layer 2", "layer 5", "layer 7"]
+    depth.value = 2
+    assert sum(p.get_visible() for p in ax_hist.patches) == 2
