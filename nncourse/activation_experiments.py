@@ -305,15 +305,21 @@ def explore_activation(static: bool = False, name: str = "leaky_relu", value: fl
         c = color(activation)
         ax1, ax2 = axes
         if "f" not in state:
-            state["f"], = ax1.plot(x, f, "-", label="$f(x)$")
-            state["df"], = ax1.plot(x, df, "--", label="$f'(x)$")
+            from matplotlib.lines import Line2D
+            from matplotlib.ticker import MaxNLocator
+
+            state["f"], = ax1.plot(x, f, "-")
+            state["df"], = ax1.plot(x, df, "--")
             ax1.axhline(0, color="k", lw=0.5)
             ax1.set_xlabel("x")
             ax1.set_ylabel("value")
             ax1.set_ylim(-2, 3)
-            ax1.legend(loc="upper left")
+            # black proxies: the curves change colour with the activation, the legend does not
+            ax1.legend([Line2D([], [], color="k"), Line2D([], [], color="k", ls="--")],
+                       ["$f(x)$", "$f'(x)$"], loc="upper left")
             state["g"], = ax2.plot(layers, norms, "o-")
             ax2.set_yscale("log")
+            ax2.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax2.set_xlabel("layer (input → output; last = read-out)")
             ax2.set_ylabel("‖∂L/∂W‖ (log scale)")
         state["f"].set_ydata(f)
@@ -323,7 +329,7 @@ def explore_activation(static: bool = False, name: str = "leaky_relu", value: fl
             artist.set_color(c)
         label = activation + ("" if v is None else f" ({act.param} = {v:.2f})")
         ax1.set_title(f"{label}: f and f'")
-        ax2.set_ylim(min(1e-6, norms.min() / 2), max(1.0, norms.max() * 2))
+        ax2.set_ylim(min(1e-3, norms.min() / 2), max(10.0, norms.max() * 2))
         ax2.set_title(f"gradient flow, {depth} layers: first/last = {norms[0] / norms[-2]:.2g}")
 
     return interactive_figure(draw, {"activation": dropdown, "parameter": slider}, ncols=2,

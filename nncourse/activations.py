@@ -404,26 +404,37 @@ def get(name: str) -> Activation:
     return ZOO[key]
 
 
+def _tidy(v: float) -> float:
+    # quadrature noise below 1e-12 is 0, and -0.0 prints as 0
+    return 0.0 if abs(v) < 1e-12 else v
+
+
 def properties(name: str, value: float | None = None) -> dict:
     """Measured properties of an activation, for the chapter's table.
 
-    ``range`` is ``(f(-1e4), f(1e4))`` (``inf`` when it still grows linearly there),
+    ``range`` is ``(min f, max f)`` over a fine grid on [-20, 20] and ``±1e4`` (``inf`` on a side
+    where ``f`` still grows at ``1e4``),
     ``mean_gauss`` is :math:`E[f(z)]` for :math:`z \\sim N(0, 1)` (0 means zero-centred, computed
     by quadrature so it is exact and deterministic), ``grad_at_minus5`` / ``grad_at_0`` /
     ``grad_at_5`` are :math:`f'` there (0 on a side means the function saturates there),
     plus ``smooth`` and ``ops`` from :data:`ZOO`.
     """
     act = get(name)
-    x = torch.tensor([-1e4, 1e4], dtype=torch.float64)
-    lo, hi = act(x, value).tolist()
+    # the smallest and largest value on a fine grid (GELU and SiLU dip below 0 near x = -1);
+    # a side is unbounded when f still grows between 1e3 and 1e4
+    grid = torch.linspace(-20, 20, 40001, dtype=torch.float64)
+    fg = act(grid, value)
+    lo3, lo4, hi3, hi4 = act(torch.tensor([-1e3, -1e4, 1e3, 1e4], dtype=torch.float64),
+                             value).tolist()
+    lo, hi = min(fg.min().item(), lo4), max(fg.max().item(), hi4)
     z = np.linspace(-12, 12, 24001)
     w = np.exp(-z ** 2 / 2) / math.sqrt(2 * math.pi) * (z[1] - z[0])
     fz = act(torch.from_numpy(z), value).numpy()
     g = act.derivative(torch.tensor([-5.0, 0.0, 5.0], dtype=torch.float64), value).tolist()
     return {
         "name": act.name,
-        "range": (-math.inf if lo < -1e3 else lo, math.inf if hi > 1e3 else hi),
-        "mean_gauss": float(np.sum(w * fz)),
-        "grad_at_minus5": g[0], "grad_at_0": g[1], "grad_at_5": g[2],
+        "range": (-math.inf if lo4 < lo3 - 1 else _tidy(lo), math.inf if hi4 > hi3 + 1 else _tidy(hi)),
+        "mean_gauss": _tidy(float(np.sum(w * fz))),
+        "grad_at_minus5": _tidy(g[0]), "grad_at_0": _tidy(g[1]), "grad_at_5": _tidy(g[2]),
         "smooth": act.smooth, "ops": act.ops,
     }
