@@ -26,8 +26,7 @@ import torch
 from torch import nn
 
 from nncourse.data import load_digits
-from nncourse.diagnostics import (GradientMonitor, activation_stats, gradient_norms,
-                                  record_activations)
+from nncourse.diagnostics import GradientMonitor, activation_stats, gradient_norms
 from nncourse.models import linear_layers, make_mlp
 from nncourse.plotting import color, plot_per_layer
 from nncourse.training import Callback, History, loss_function, train
@@ -142,21 +141,14 @@ def relative_weight_change(before: nn.Module | Sequence[torch.Tensor],
         return [((n - o).norm() / o.norm()).item() for o, n in zip(old, new)]
 
 
-@torch.no_grad()
 def unit_spread(model: nn.Module, X: torch.Tensor) -> list[float]:
     """For each activation layer: the spread of a unit's output across the examples of ``X``.
 
     The standard deviation over examples, averaged over units (eval mode). Near 0 means every
     unit outputs the same value whatever the input: the layer carries no information about it.
     """
-    was_training = model.training
-    model.eval()
-    try:
-        with record_activations(model) as records:
-            model(X)
-    finally:
-        model.train(was_training)
-    return [out.reshape(out.shape[0], -1).std(0).mean().item() for out in records.values()]
+    return [float(row["values"].astype(np.float64).reshape(len(X), -1).std(0, ddof=1).mean())
+            for row in activation_stats(model, X, keep_values=True)]
 
 
 class StepLosses(Callback):
