@@ -94,6 +94,8 @@ def plot_boundary(ax, prob: np.ndarray, extent, X: np.ndarray, y: np.ndarray):
     ax.set_xlabel("$x_1$")
     ax.set_ylabel("$x_2$")
     ax.grid(False)
+    ax.locator_params(axis="x", nbins=5)  # few tick labels: text is most of a redraw's cost
+    ax.locator_params(axis="y", nbins=4)
     return im
 
 
@@ -105,6 +107,7 @@ def _loss_axes(ax, run: Run):
     ax.set_xlabel("epoch")
     ax.set_ylabel("binary cross-entropy")
     ax.set_ylim(0, 0.9)
+    ax.set_yticks([0, 0.3, 0.6, 0.9])
     ax.legend(loc="upper right")
     return train, val
 
