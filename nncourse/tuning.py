@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import socket
 import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -71,6 +73,8 @@ def quiet() -> None:
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    # Some Optuna plots call fig.tight_layout() on the course's constrained-layout figures.
+    warnings.filterwarnings("ignore", message="The figure layout has changed to tight")
 
 
 # --- one search space, two ways to draw from it ----------------------------------------------
@@ -488,7 +492,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     data = getattr(datasets, DATASETS[args.dataset])()
-    study.optimize(make_objective(data, epochs=args.epochs), n_trials=args.n_trials)
+    objective = make_objective(data, epochs=args.epochs)
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+
+    def tagged(trial):  # record which worker ran each trial
+        trial.set_user_attr("worker", worker)
+        return objective(trial)
+
+    study.optimize(tagged, n_trials=args.n_trials)
     states = [t.state for t in study.trials]
     n_done = states.count(optuna.trial.TrialState.COMPLETE)
     n_pruned = states.count(optuna.trial.TrialState.PRUNED)
