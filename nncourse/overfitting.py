@@ -18,15 +18,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from nncourse.data import Dataset, load_moons
+from nncourse.data import Dataset, load_digits, load_moons
 from nncourse.models import make_mlp
 from nncourse.plotting import color
 from nncourse.regularization import EarlyStopping, MaxNorm, WeightPenalty
 from nncourse.training import History, accuracy, train
 from nncourse.widgets import interactive_figure
 
-__all__ = ["RECIPE", "noisy_moons", "Run", "fit", "table", "plot_curves", "plot_boundaries",
-           "probability_grid", "L2_GRID", "DROPOUT_GRID", "grid_runs", "explore_regularization"]
+__all__ = ["RECIPE", "noisy_moons", "Run", "fit", "fit_digits", "table", "plot_curves",
+           "plot_boundaries", "probability_grid", "L2_GRID", "DROPOUT_GRID", "grid_runs",
+           "explore_regularization"]
 
 #: The chapter's training recipe: a wide, deep ReLU net and full-batch SGD with momentum; gradient
 #: clipping (chapter 02) only acts when heavy dropout makes a step explode.
@@ -68,16 +69,18 @@ class Run:
 
 def fit(name: str = "baseline", *, n_train: int = 40, width: int = RECIPE["width"],
         depth: int = RECIPE["depth"], l2: float = 0.0, l1: float = 0.0, dropout: float = 0.0,
-        max_norm: float | None = None, patience: int | None = None,
+        l1_proximal: bool = True, max_norm: float | None = None, patience: int | None = None,
         epochs: int = RECIPE["epochs"], seed: int = 0) -> Run:
     """Train the chapter's MLP on :func:`noisy_moons` with the given regularization.
 
-    ``l2`` is SGD's ``weight_decay`` (on weights, not biases), ``l1`` a proximal L1 penalty
-    (exact zeros), ``dropout`` the rate after each hidden layer, ``max_norm`` the bound on each
-    unit's incoming weight norm, ``patience`` turns on early stopping on the validation loss
-    (restoring the best weights). Cached: the same settings return the same :class:`Run`.
+    ``l2`` adds the L2 gradient ``l2 * w`` (SGD's ``weight_decay``, on weights, not biases),
+    ``l1`` an L1 penalty -- a proximal step (exact zeros) or, with ``l1_proximal=False``, its
+    subgradient ``l1 * sign(w)`` --, ``dropout`` the rate after each hidden layer, ``max_norm``
+    the bound on each unit's incoming weight norm, ``patience`` turns on early stopping on the
+    validation loss (restoring the best weights). Cached: the same settings return the same
+    :class:`Run`.
     """
-    run = _fit(n_train, width, depth, float(l2), float(l1), float(dropout),
+    run = _fit(n_train, width, depth, float(l2), float(l1), bool(l1_proximal), float(dropout),
                None if max_norm is None else float(max_norm), patience, epochs, seed)
     if run.name != name:
         run = Run(name, run.model, run.history, run.train_acc, run.val_acc, run.test_acc,
@@ -86,7 +89,8 @@ def fit(name: str = "baseline", *, n_train: int = 40, width: int = RECIPE["width
 
 
 @lru_cache(maxsize=128)
-def _fit(n_train, width, depth, l2, l1, dropout, max_norm, patience, epochs, seed) -> Run:
+def _fit(n_train, width, depth, l2, l1, l1_proximal, dropout, max_norm, patience, epochs,
+         seed) -> Run:
     data = noisy_moons(n_train, seed=0)
     model = make_mlp(2, 1, width=width, depth=depth, init="he_normal", dropout=dropout,
                      seed=seed)
@@ -94,7 +98,7 @@ def _fit(n_train, width, depth, l2, l1, dropout, max_norm, patience, epochs, see
     if l2:
         callbacks.append(WeightPenalty("l2", l2))
     if l1:
-        callbacks.append(WeightPenalty("l1", l1, proximal=True))
+        callbacks.append(WeightPenalty("l1", l1, proximal=l1_proximal))
     if max_norm is not None:
         callbacks.append(MaxNorm(max_norm))
     stopper = EarlyStopping(patience=patience) if patience else None
@@ -109,6 +113,30 @@ def _fit(n_train, width, depth, l2, l1, dropout, max_norm, patience, epochs, see
     return Run("", model, history, accuracy(model, data.X_train, data.y_train),
                accuracy(model, data.X_val, data.y_val), accuracy(model, data.X_test, data.y_test),
                extra)
+
+
+@lru_cache(maxsize=8)
+def fit_digits(name: str = "no augmentation", n_train: int = 100, copies: int = 0,
+               max_shift: float = 0.5, max_degrees: float = 15.0, noise_std: float = 0.0,
+               seed: int = 0) -> Run:
+    """A 64-128-128-10 MLP on ``n_train`` digits (10 per class for 100), trained with Adam.
+
+    With ``copies > 0`` the training set gets that many augmented variants of each image
+    (:func:`nncourse.augmentation.augment_dataset`); the number of epochs is divided by
+    ``copies + 1`` so that every run sees the same number of examples (20,000 for 100 images).
+    """
+    from nncourse.augmentation import augment_dataset
+
+    small = load_digits(seed=0).subset_train(n_train, seed=seed)
+    data = small if copies == 0 else augment_dataset(
+        small, copies, seed=seed, max_shift=max_shift, max_degrees=max_degrees,
+        noise_std=noise_std)
+    model = make_mlp(64, 10, width=128, depth=2, init="he_normal", seed=seed)
+    history = train(model, data, epochs=max(1, 200 // (copies + 1)), lr=1e-3, optimizer="adam",
+                    batch_size=32, seed=seed, progress=False)
+    return Run(name, model, history, accuracy(model, small.X_train, small.y_train),
+               accuracy(model, small.X_val, small.y_val),
+               accuracy(model, small.X_test, small.y_test))
 
 
 def table(runs, test: bool = False) -> str:

@@ -36,8 +36,8 @@ __all__ = ["l1_penalty", "l2_penalty", "l1_grad", "l2_grad", "soft_threshold_", 
 
 
 def _lam(lam) -> float:
-    if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not lam >= 0 \
-            or not math.isfinite(lam):
+    if (isinstance(lam, bool) or not isinstance(lam, (int, float)) or not lam >= 0
+            or not math.isfinite(lam)):
         raise ValueError(f"lam must be a non-negative number, got {lam!r}")
     return float(lam)
 
@@ -61,7 +61,7 @@ def l1_penalty(weights: nn.Module | torch.Tensor | Iterable[torch.Tensor],
 
 def l2_penalty(weights: nn.Module | torch.Tensor | Iterable[torch.Tensor],
                lam: float) -> torch.Tensor:
-    """:math:`\\frac{\\lambda}{2} \\sum_i w_i^2` over a model's Linear weights (or given tensors)."""
+    """:math:`\\frac{\\lambda}{2} \\sum_i w_i^2` over a model's Linear weights (or tensors)."""
     lam = _lam(lam)
     return 0.5 * lam * sum((w * w).sum() for w in _weights(weights))
 
