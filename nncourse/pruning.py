@@ -180,7 +180,8 @@ NEURON_CRITERIA = ("weight", "activation", "redundancy", "random")
 def _hidden_linear_indices(model: nn.Sequential) -> list[int]:
     """Positions in ``model`` of the Linear layers that feed a hidden layer (all but the last)."""
     if not isinstance(model, nn.Sequential):
-        raise TypeError(f"structured pruning works on an nn.Sequential MLP, got {type(model).__name__}")
+        raise TypeError("structured pruning works on an nn.Sequential MLP, got "
+                        f"{type(model).__name__}")
     idx = [i for i, m in enumerate(model) if isinstance(m, nn.Linear)]
     if len(idx) < 2:
         raise ValueError("the model needs at least one hidden layer (two Linear layers)")
@@ -190,7 +191,8 @@ def _hidden_linear_indices(model: nn.Sequential) -> list[int]:
 def _check_layer(model: nn.Sequential, layer) -> None:
     n_hidden = len(_hidden_linear_indices(model))
     if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < n_hidden:
-        raise ValueError(f"layer must be a hidden layer index in [0, {n_hidden - 1}], got {layer!r}")
+        raise ValueError(f"layer must be a hidden layer index in [0, {n_hidden - 1}], "
+                         f"got {layer!r}")
 
 
 @torch.no_grad()
@@ -274,7 +276,7 @@ def neuron_scores(model: nn.Sequential, layer: int, method: str = "weight",
 
 @torch.no_grad()
 def inert_neurons(model: nn.Sequential, layer: int) -> list[int]:
-    """Neurons of hidden layer ``layer`` whose outgoing weights are all zero: nothing depends on them."""
+    """Neurons of hidden layer ``layer`` whose outgoing weights are all zero (nothing uses them)."""
     _check_layer(model, layer)
     nxt = [m for m in model if isinstance(m, nn.Linear)][layer + 1]
     return [int(j) for j in torch.nonzero((nxt.weight == 0).all(0)).reshape(-1)]
@@ -306,7 +308,8 @@ def remove_neurons(model: nn.Sequential, layer: int, drop: Sequence[int],
         raise ValueError(f"cannot remove all {width} neurons of hidden layer {layer}")
     keep = torch.tensor([j for j in range(width) if j not in drop_set])
     if activations is not None and (activations.ndim != 2 or activations.shape[1] != width):
-        raise ValueError(f"activations must have shape (n, {width}), got {tuple(activations.shape)}")
+        raise ValueError(f"activations must have shape (n, {width}), "
+                         f"got {tuple(activations.shape)}")
     new = copy.deepcopy(model)
     old = new[pos]
     lin = nn.Linear(old.in_features, len(keep), bias=old.bias is not None)
@@ -397,7 +400,7 @@ def cubic_schedule(final: float, steps: int, initial: float = 0.0) -> list[float
 
 def one_shot_prune(model: nn.Module, data, sparsity: float, epochs: int = 0,
                    scope: str = "global", **train_kwargs) -> nn.Module:
-    """Prune a copy of ``model`` to ``sparsity`` at once, then fine-tune ``epochs`` with masks held."""
+    """Prune a copy of ``model`` to ``sparsity`` at once, then fine-tune ``epochs`` (masks held)."""
     pruned = copy.deepcopy(model)
     masks = magnitude_masks(pruned, sparsity, scope)
     apply_masks_(pruned, masks)

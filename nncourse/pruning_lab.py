@@ -3,7 +3,8 @@
 * :func:`trained_baseline` -- the network the chapter prunes: a 64-256-256-10 ReLU MLP on digits;
 * :func:`oneshot_curve`, :func:`finetune_curves`, :func:`criteria_curves` -- accuracy as more is
   pruned, for each way of pruning;
-* :func:`shift_digits` -- the same digits moved by a pixel, a small distribution shift;
+* :func:`noisy_digits` -- the same digits with pixel noise, a mild distribution shift;
+* :func:`storage_table`, :func:`timing_table` -- parameters, bytes and inference time side by side;
 * :func:`explore_sparsity` -- a sparsity slider and a method dropdown redrawing accuracy, the
   weight histogram and per-layer sparsity (everything precomputed by :func:`widget_states`).
 """
@@ -25,9 +26,10 @@ from nncourse.plotting import color
 from nncourse.training import accuracy, train
 from nncourse.widgets import interactive_figure
 
-__all__ = ["SPARSITIES", "FINETUNE_SPARSITIES", "NEURON_FRACTIONS", "METHODS", "LABELS",
-           "trained_baseline", "oneshot_curve", "finetune_curves", "criteria_curves",
-           "plot_curves", "noisy_digits", "storage_table", "timing_table", "widget_states", "explore_sparsity", "mask_picture"]
+__all__ = ["SPARSITIES", "FINETUNE_SPARSITIES", "NEURON_FRACTIONS", "WIDGET_AMOUNTS", "METHODS",
+           "LABELS", "trained_baseline", "oneshot_curve", "finetune_curves", "criteria_curves",
+           "plot_curves", "noisy_digits", "storage_table", "timing_table", "mask_picture",
+           "widget_states", "explore_sparsity"]
 
 #: Sparsities of the one-shot curves (fraction of weights set to zero).
 SPARSITIES = (0.0, 0.5, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.98, 0.99)

@@ -73,7 +73,8 @@ def test_global_masks_wrong_answers():
         mask[torch.argsort(flat)[:round(amount * flat.numel())]] = 0
         return [m.reshape(w.shape) for m, w in zip(mask.split([w.numel() for w in ws]), ws)]
 
-    fails(check.ex10_2_global_masks, layerwise, r"mask 0 .* prunes 59\.7% .* expected 34\.7%.*one threshold")
+    fails(check.ex10_2_global_masks, layerwise,
+          r"mask 0 .* prunes 59\.7% .* expected 34\.7%.*one threshold")
     fails(check.ex10_2_global_masks, concatenated, "list of 3 masks")
     fails(check.ex10_2_global_masks, signed, r"prunes .*% of its tensor|positions differ")
     fails(check.ex10_2_global_masks, lambda ws, a: [w.T for w in ws], "shape")
@@ -144,7 +145,8 @@ def test_size_report_passes_on_the_reference(capsys):
 
 
 @pytest.mark.parametrize("key, wrong, match", [
-    ("csr_bytes", lambda w: P.csr_bytes(w) - (w.shape[0] + 1) * 8, r"'csr_bytes'\] is wrong.*row pointers"),
+    ("csr_bytes", lambda w: P.csr_bytes(w) - (w.shape[0] + 1) * 8,
+     r"'csr_bytes'\] is wrong.*row pointers"),
     ("coo_bytes", lambda w: torch.count_nonzero(w).item() * 12, r"'coo_bytes'\] is wrong.*two"),
     ("sparsity", lambda w: 1 - P.sparsity(w), r"'sparsity'\] is wrong.*exactly zero"),
     ("dense_bytes", lambda w: torch.count_nonzero(w).item() * 4, r"'dense_bytes'\] is wrong"),

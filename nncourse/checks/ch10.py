@@ -67,9 +67,10 @@ def ex10_2_global_masks(global_masks) -> None:
             ws = _weights(200 + seed, (12, 6), (9, 12), (3, 9), scales=[1.0, 0.3, 2.0])
             call = f"global_masks(3 weight tensors, amount={amount})"
             got = ex.call(global_masks, [w.clone() for w in ws], amount, call=call)
+            length = f" of length {len(got)}" if hasattr(got, "__len__") else ""
             ex.true(isinstance(got, (list, tuple)) and len(got) == 3,
                     f"{call} must return a list of 3 masks, one per tensor, got "
-                    f"{type(got).__name__}{'' if not hasattr(got, '__len__') else f' of length {len(got)}'}",
+                    f"{type(got).__name__}{length}",
                     "return one mask per weight tensor, in the same order")
             layers = []
             for w in ws:
@@ -82,7 +83,8 @@ def ex10_2_global_masks(global_masks) -> None:
                 what = f"mask {i} of {call}"
                 mask = _mask(ex, mask, what, tuple(layer.weight.shape))
                 exp = layer.weight_mask
-                got_frac, exp_frac = (mask == 0).float().mean().item(), (exp == 0).float().mean().item()
+                got_frac = (mask == 0).float().mean().item()
+                exp_frac = (exp == 0).float().mean().item()
                 ex.true(abs(got_frac - exp_frac) < 1e-9,
                         f"{what} prunes {got_frac:.1%} of its tensor, expected {exp_frac:.1%}",
                         "global pruning ranks the weights of *all* tensors together with one "
@@ -117,7 +119,8 @@ def _hidden_width(ex, small, call) -> int:
     ex.true(linears[0].out_features == linears[1].in_features,
             f"in the model {call} returned, the first Linear has {linears[0].out_features} "
             f"outputs but the second expects {linears[1].in_features} inputs",
-            "remove the same neurons from the rows of the first layer and the columns of the second")
+            "remove the same neurons from the rows of the first layer and the columns of the "
+            "second")
     return linears[0].out_features
 
 
@@ -168,7 +171,8 @@ def ex10_4_size_report(size_report) -> None:
             call = f"size_report(weight of shape {shape})"
             got = ex.call(size_report, w.clone(), call=call)
             ex.true(isinstance(got, dict), f"{call} must return a dict, got {type(got).__name__}",
-                    "return {'sparsity': ..., 'dense_bytes': ..., 'csr_bytes': ..., 'coo_bytes': ...}")
+                    "return {'sparsity': ..., 'dense_bytes': ..., 'csr_bytes': ..., "
+                    "'coo_bytes': ...}")
             for key in ("sparsity", "dense_bytes", "csr_bytes", "coo_bytes"):
                 ex.true(key in got, f"{call} has no key {key!r} (keys: {sorted(map(str, got))})")
             with warnings.catch_warnings():
@@ -184,10 +188,12 @@ def ex10_4_size_report(size_report) -> None:
             }
             hints = {
                 "sparsity": "the fraction of entries that are exactly zero (not the non-zeros)",
-                "dense_bytes": "every entry counts, zero or not: numel * element_size (4 for float32)",
+                "dense_bytes": "every entry counts, zero or not: numel * element_size "
+                               "(4 for float32)",
                 "csr_bytes": "per non-zero a 4-byte value and an 8-byte column index, plus "
                              "(rows + 1) 8-byte row pointers",
-                "coo_bytes": "per non-zero a 4-byte value and *two* 8-byte indices (row and column)",
+                "coo_bytes": "per non-zero a 4-byte value and *two* 8-byte indices "
+                             "(row and column)",
             }
             for key, exp in expected.items():
                 ex.close(ex.number(got[key], f"{call}[{key!r}]"), exp, f"{call}[{key!r}]",
