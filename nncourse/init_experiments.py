@@ -238,13 +238,28 @@ def plot_std_vs_depth(profiles: dict[str, Profile], ax=None, title: str | None =
     for label, p in profiles.items():
         c = (colors or {}).get(label, color(label))
         ax.plot(np.arange(1, p.depth + 1), _floor(p.stds), "-", color=c, label=label)
-    ax.set_yscale("log")
-    ax.set_xlabel("layer (input → output)")
-    ax.set_ylabel("std of activations (log scale)")
+    _label_std_axes(ax)
     if title:
         ax.set_title(title)
     ax.legend()
     return ax
+
+
+def _label_std_axes(ax) -> None:
+    ax.set_yscale("log")
+    ax.set_xlabel("layer (input → output)")
+    ax.set_ylabel("std of activations (log scale)")
+
+
+def _label_histogram_axes(ax) -> None:
+    ax.set_xlabel("activation value")
+    ax.set_ylabel("fraction of values")
+
+
+def _fractions(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Fraction of ``values`` per bin; values beyond the edges count in the outermost bins."""
+    counts, _ = np.histogram(np.clip(values, edges[0], edges[-1]), edges)
+    return counts / values.size
 
 
 def _layer_colors(n: int) -> list:
@@ -263,10 +278,8 @@ def plot_histograms(profile: Profile, ax=None, title: str | None = None, bins: i
     limit = limit or _histogram_limit(profile)
     edges = np.linspace(-limit, limit, bins + 1)
     for c, (layer, v) in zip(_layer_colors(len(profile.values)), profile.values.items()):
-        counts, _ = np.histogram(np.clip(v, -limit, limit), edges)
-        ax.stairs(counts / v.size, edges, color=c, label=f"layer {layer}")
-    ax.set_xlabel("activation value")
-    ax.set_ylabel("fraction of values")
+        ax.stairs(_fractions(v, edges), edges, color=c, label=f"layer {layer}")
+    _label_histogram_axes(ax)
     if title:
         ax.set_title(title)
     ax.legend()
@@ -312,11 +325,8 @@ def explore_initialization(static: bool = False, width: int = 128, batch: int = 
         if "line" not in state:
             state["line"], = ax_std.plot(x, _floor(p.stds), "o-", ms=2.5,
                                          color=color(activation))
-            ax_std.set_yscale("log")
-            ax_std.set_xlabel("layer (input → output)")
-            ax_std.set_ylabel("std of activations (log scale)")
-            ax_hist.set_xlabel("activation value")
-            ax_hist.set_ylabel("fraction of values")
+            _label_std_axes(ax_std)
+            _label_histogram_axes(ax_hist)
             state["stairs"] = []
         else:
             state["line"].set_data(x, _floor(p.stds))
@@ -330,8 +340,7 @@ def explore_initialization(static: bool = False, width: int = 128, batch: int = 
         edges = np.linspace(-limit, limit, bins + 1)
         colors = _layer_colors(len(keep))
         for i, layer in enumerate(keep):
-            counts, _ = np.histogram(np.clip(p.values[layer], -limit, limit), edges)
-            frac = counts / p.values[layer].size
+            frac = _fractions(p.values[layer], edges)
             if i < len(state["stairs"]):
                 state["stairs"][i].set_data(frac, edges)
                 state["stairs"][i].set_label(f"layer {layer}")

@@ -45,6 +45,7 @@ def test_fans_wrong_answers():
         return t.shape[1] * rf, t.shape[0] * rf
 
     fails(check.ex3_1_fans, no_validation, "raised IndexError, expected ValueError")
+    fails(check.ex3_1_fans, lambda t: (1, 1) if t.dim() < 2 else no_validation(t), "did not raise")
     with pytest.raises(NotAttempted, match="not attempted"):
         check.ex3_1_fans(stub)
 
