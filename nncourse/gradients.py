@@ -21,12 +21,14 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 
 import matplotlib.pyplot as plt
+import matplotlib.ticker as mticker
 import numpy as np
 import torch
 from torch import nn
 
 from nncourse.data import load_digits
-from nncourse.diagnostics import GradientMonitor, activation_stats, gradient_norms
+from nncourse.diagnostics import (GradientMonitor, activation_stats, gradient_norms,
+                                  layer_outputs)
 from nncourse.models import linear_layers, make_mlp
 from nncourse.plotting import color, plot_per_layer
 from nncourse.training import Callback, History, loss_function, train
@@ -147,8 +149,8 @@ def unit_spread(model: nn.Module, X: torch.Tensor) -> list[float]:
     The standard deviation over examples, averaged over units (eval mode). Near 0 means every
     unit outputs the same value whatever the input: the layer carries no information about it.
     """
-    return [float(row["values"].astype(np.float64).reshape(len(X), -1).std(0, ddof=1).mean())
-            for row in activation_stats(model, X, keep_values=True)]
+    return [out.double().reshape(len(X), -1).std(0).mean().item()
+            for out in layer_outputs(model, X).values()]
 
 
 class StepLosses(Callback):
@@ -293,6 +295,18 @@ def _decade_limits(values: np.ndarray) -> tuple[float, float]:
     return lo, hi
 
 
+def _freeze_layout(fig) -> None:
+    """Lay the figure out once, then keep the axes where they are.
+
+    Constrained layout measures every tick label and title on each draw, a large part of a
+    redraw; only the line, the y limits and the title change when a control moves.
+    """
+    engine = fig.get_layout_engine()
+    if engine is not None and type(engine).__name__ != "PlaceHolderLayoutEngine":
+        engine.execute(fig)
+        fig.set_layout_engine("none")
+
+
 def explore_gradients(static: bool = False, depth: int = 15, activation: str = "sigmoid",
                       scale: float = 1.0):
     """Depth slider, activation dropdown and weight-scale slider over the gradient-norm profile.
@@ -322,6 +336,12 @@ def explore_gradients(static: bool = False, depth: int = 15, activation: str = "
         if "line" not in state:
             state["line"], = ax.plot(x, shown, "o-", ms=3)
             ax.set_yscale("log")
+            # Plain-text decade labels and no minor ticks: mathtext tick labels were the largest
+            # part of a redraw.
+            ax.yaxis.set_major_locator(mticker.LogLocator(base=10, numticks=8))
+            ax.yaxis.set_major_formatter(mticker.FuncFormatter(
+                lambda v, _pos: f"1e{round(math.log10(v)):+d}" if v > 0 else ""))
+            ax.yaxis.set_minor_locator(mticker.NullLocator())
             ax.set_xlabel("layer (input → output)")
             ax.set_ylabel("weight-gradient norm (log scale)")
             ax.axhline(100.0, color="gray", ls=":", lw=1)   # diagnose()'s max_norm
@@ -332,5 +352,8 @@ def explore_gradients(static: bool = False, depth: int = 15, activation: str = "
         ax.set_ylim(*_decade_limits(norms))
         ax.set_title(f"{activation}, {depth} hidden layers, weights std = {scale}/√fan_in\n"
                      f"{diagnose(norms)}: first/last layer = {first_last_ratio(norms):.1e}")
+        if not state.get("frozen"):
+            _freeze_layout(ax.figure)
+            state["frozen"] = True
 
     return interactive_figure(draw, controls, static=static, figsize=(7.5, 3.8))

@@ -126,6 +126,8 @@ def test_widget_redraws_the_profile_in_place():
     assert "healthy" in box.figure.axes[0].get_title()
     scale.value = 4.0
     assert "exploding" in box.figure.axes[0].get_title()
+    # laid out once, then frozen: constrained layout is not re-solved on every redraw
+    assert type(box.figure.get_layout_engine()).__name__ == "PlaceHolderLayoutEngine"
 
 
 def test_unit_spread_is_std_across_examples():
