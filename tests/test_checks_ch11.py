@@ -159,28 +159,30 @@ def test_ex11_3_passes_on_reference(capsys):
     assert capsys.readouterr().out == "Exercise 11.3 passed (2 points)\n"
 
 
+def scores_on(split, candidates, data):
+    X, y = getattr(data, f"X_{split}"), getattr(data, f"y_{split}")
+    scores = {name: accuracy(m, X, y) for name, m in candidates.items()}
+    return scores, max(scores, key=scores.get)
+
+
 def peek_at_test(candidates, data):
-    test = {name: accuracy(m, data.X_test, data.y_test) for name, m in candidates.items()}
-    best = max(test, key=test.get)
+    test, best = scores_on("test", candidates, data)
     return best, test[best]
 
 
 def all_on_test_then_pick_on_val(candidates, data):
-    val = {name: accuracy(m, data.X_val, data.y_val) for name, m in candidates.items()}
-    test = {name: accuracy(m, data.X_test, data.y_test) for name, m in candidates.items()}
-    best = max(val, key=val.get)
+    _, best = scores_on("val", candidates, data)
+    test, _ = scores_on("test", candidates, data)
     return best, test[best]
 
 
 def return_val_acc(candidates, data):
-    val = {name: accuracy(m, data.X_val, data.y_val) for name, m in candidates.items()}
-    best = max(val, key=val.get)
+    val, best = scores_on("val", candidates, data)
     return best, val[best]
 
 
 def val_acc_after_testing(candidates, data):
-    val = {name: accuracy(m, data.X_val, data.y_val) for name, m in candidates.items()}
-    best = max(val, key=val.get)
+    val, best = scores_on("val", candidates, data)
     accuracy(candidates[best], data.X_test, data.y_test)
     return best, val[best]
 
