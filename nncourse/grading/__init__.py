@@ -245,6 +245,10 @@ def _guard_reports(nb) -> tuple[list[dict], list[str]]:
     for cell in nb.cells:
         if not str(cell.get("id", "")).startswith(rb.GUARD_ID):
             continue
+        if cell.get("id") == f"{rb.GUARD_ID}-snapshot":
+            if nbs.cell_error(cell) is not None:
+                problems.append("the grader's snapshot of the libraries could not be taken")
+            continue
         text = "".join(o.get("text", "") for o in cell.get("outputs", [])
                        if o.get("output_type") == "stream")
         lines = [ln for ln in text.splitlines() if ln.startswith(rb.GUARD_MARK)]

@@ -131,11 +131,46 @@ def defined_names(source: str) -> list[str]:
             if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
 
 
+_SNAPSHOT = '''\
+def _nncourse_grader_snapshot():
+    import sys, types
+    snap = {}
+    roots = ("builtins", "numpy", "torch", "nncourse", "math", "random", "functools",
+             "operator", "sklearn", "scipy")
+    for name, mod in list(sys.modules.items()):
+        if name.split(".")[0] not in roots:
+            continue
+        d = getattr(mod, "__dict__", None)
+        if isinstance(d, dict):
+            snap[name] = (mod, {k: v for k, v in list(d.items())
+                                if callable(v) or isinstance(v, types.ModuleType)})
+    sys._nncourse_grader_snapshot = snap
+
+
+_nncourse_grader_snapshot()
+del _nncourse_grader_snapshot
+'''
+
 _GUARD = '''\
 def _nncourse_grader_guard(bindings, names, exercise):
     import importlib, json, sys
     ns = get_ipython().user_ns
     found = []
+    snap = getattr(sys, "_nncourse_grader_snapshot", None)
+    if not isinstance(snap, dict):
+        found.append("the grader's snapshot of the libraries was removed")
+        snap = {}
+    for modname, (mod, entries) in snap.items():
+        d = getattr(mod, "__dict__", None)
+        if not isinstance(d, dict) or modname.startswith("nncourse.checks"):
+            continue
+        for key, value in entries.items():
+            if key in ("input", "raw_input", "getpass") or (
+                    getattr(value, "__name__", "").startswith("nncourse.checks")):
+                continue  # ipykernel rebinds input() for every cell; checks are re-imported
+            if d.get(key, value) is not value:
+                found.append(f"{modname}.{key} was replaced (restored)")
+                d[key] = value
     old = {k: m for k, m in sys.modules.items()
            if k == "nncourse.checks" or k.startswith("nncourse.checks.")}
     for k in old:
@@ -192,6 +227,12 @@ def _guard_cell(bindings, names: list[str], exercise: str, n: int):
     return cell
 
 
+def _snapshot_cell():
+    cell = nbformat.v4.new_code_cell(_SNAPSHOT)
+    cell["id"] = f"{GUARD_ID}-snapshot"
+    return cell
+
+
 def _pick_answers(master, cells: list[dict]) -> list[Answer]:
     """The student's source for each master answer cell: by id, by tags, or by order."""
     by_id = {c["id"]: c for c in cells if c["id"] and c["cell_type"] == "code"}
@@ -239,6 +280,8 @@ def rebuild(master, cells: list[dict], skip: dict[str, str] | None = None) -> Re
             cell.metadata.pop("execution", None)
             r = nbs.role(cell)
             if r == nbs.ANSWER:
+                if not any(c.get("id") == f"{GUARD_ID}-snapshot" for c in new_cells):
+                    new_cells.append(_snapshot_cell())
                 ex = nbs.exercise_id(cell)
                 names_of.setdefault(ex, []).extend(defined_names(cell.source))
                 ans = next(it)
@@ -336,7 +379,7 @@ def static_flags(source: str, exercise: str, check_names: set[str], reference_na
             if dotted.startswith("nncourse.") and dotted.split(".")[-1] in reference_names:
                 flags.add(f"calls nncourse's reference implementation ({dotted})")
             if "nncourse.checks" in dotted:
-                flags.add(f"uses the course's checks ({dotted})")
+                flags.add("uses the course's checks (nncourse.checks)")
             for key, why in _SUSPECT_NAMES.items():
                 if dotted.endswith(key) or node.attr == key:
                     flags.add(why)
