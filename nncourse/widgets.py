@@ -15,7 +15,8 @@ A chapter widget is a function in the chapter's module built on :func:`interacti
 ``explore_depth(static=True)`` draws the default state as an ordinary inline figure (what GitHub,
 printed HTML and nbval see); ``explore_depth()`` returns a live widget whose figure is an ipympl
 canvas updated in place with ``draw_idle`` -- no re-rendering of the whole output, which is what
-keeps a slider near the browser's ~100 ms floor. Use ``continuous_update=False`` on sliders whose
+keeps a slider near the browser's ~100 ms floor. The layout is computed once, for the first
+state, and then frozen. Use ``continuous_update=False`` on sliders whose
 ``draw`` retrains a network.
 """
 
@@ -104,6 +105,10 @@ def interactive_figure(draw: Callable, controls: Mapping, nrows: int = 1, ncols:
     for w in controls.values():
         w.observe(redraw, names="value")
     redraw()
+    # Lay the figure out once, for its first state; re-running constrained layout on every
+    # slider move costs about half of a redraw, and the axes should not jump around anyway.
+    fig.draw_without_rendering()
+    fig.set_layout_engine("none")
     box = W.VBox([W.HBox(list(controls.values()), layout=W.Layout(flex_flow="row wrap")), error,
                   canvas])
     box.figure = fig  # for tests and for learners who want to save it

@@ -52,3 +52,12 @@ def test_tour_runs_show_that_a_tiny_learning_rate_crawls():
     slider = box.children[0].children[0]
     slider.value = 0.003
     assert "lr = 0.003" in box.figure.axes[0].get_title()
+
+
+def test_layout_is_computed_once_then_frozen():
+    box = widgets.interactive_figure(lambda axes, state, a: axes[0].set_title(f"a = {a}"),
+                                     {"a": W.IntSlider(1)})
+    pos = box.figure.axes[0].get_position().bounds
+    box.children[0].children[0].value = 2
+    assert box.figure.get_layout_engine() is None
+    assert box.figure.axes[0].get_position().bounds == pos
