@@ -44,7 +44,8 @@ from nncourse.training import Callback, History, train
 __all__ = ["SEARCH_SPACE", "DEFAULT_CONFIG", "quiet", "suggest", "sample", "draw_config",
            "suggest_config", "sample_config", "config_from_params", "describe", "fit",
            "PruningCallback", "make_objective", "random_search", "grid_search", "SearchResult",
-           "log_grid", "LR_WD_SPACE", "grid_vs_random", "plot_grid_vs_random", "epochs_used", "create_study", "load_study",
+           "log_grid", "LR_WD_SPACE", "grid_vs_random", "plot_grid_vs_random", "epochs_used",
+           "create_study", "load_study",
            "open_storage", "TuneError", "add_arguments", "run"]
 
 #: The articles' search space. ``units`` is drawn once *per hidden layer* (``units_0``, ...).
@@ -415,7 +416,7 @@ def _safe_url(url: str) -> str:
 
 
 def open_storage(url: str) -> optuna.storages.RDBStorage:
-    """Connect to a study database (``sqlite:///file.db``, ``postgresql://...``, ``mysql://...``)."""
+    """Connect to a study database: ``sqlite:///file.db``, ``postgresql://...``, ``mysql://...``."""
     if not isinstance(url, str) or "://" not in url:
         raise TuneError(f"storage must be a database URL such as sqlite:///study.db or "
                         f"postgresql://user:password@host/dbname, got {url!r}")

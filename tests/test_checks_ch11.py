@@ -1,10 +1,9 @@
-"""Chapter 11 checks pass on the reference answers and fail, with one clear sentence, on wrong ones."""
+"""Chapter 11 checks pass on the reference answers, fail with one clear sentence on wrong ones."""
 
 import math
 
 import numpy as np
 import pytest
-import torch
 
 from nncourse import tuning
 from nncourse.checks import ExerciseError, NotAttempted

@@ -1,6 +1,5 @@
-"""Tests for nncourse/tuning.py: search space, sampling, objective, pruning, searches, CLI worker."""
+"""Tests for nncourse/tuning.py: search space, sampling, objective, pruning, searches, CLI."""
 
-import argparse
 import math
 import subprocess
 import sys
@@ -32,7 +31,7 @@ def test_sample_float_log_is_uniform_in_log_space():
     dist = FloatDistribution(1e-5, 1e-1, log=True)
     xs = np.array([tuning.sample(dist, rng) for _ in range(4000)])
     assert xs.min() >= 1e-5 and xs.max() <= 1e-1
-    # each of the 4 decades gets about a quarter of the draws (uniform would give 0.1 % to the first)
+    # each of the 4 decades gets about a quarter of the draws (uniform: 0.1 % to the first)
     counts = np.histogram(np.log10(xs), bins=[-5, -4, -3, -2, -1])[0] / len(xs)
     assert np.allclose(counts, 0.25, atol=0.03), counts
     lin = np.array([tuning.sample(FloatDistribution(0.1, 0.6), rng) for _ in range(4000)])
@@ -138,7 +137,8 @@ def test_random_and_grid_search():
         calls.append(c)
         return -(math.log10(c["lr"]) + 2) ** 2
 
-    space = {"lr": FloatDistribution(1e-4, 1.0, log=True), "act": CategoricalDistribution(("a", "b"))}
+    space = {"lr": FloatDistribution(1e-4, 1.0, log=True),
+             "act": CategoricalDistribution(("a", "b"))}
     r = tuning.random_search(score, space, n_trials=20, seed=3)
     assert len(calls) == 20 and r.configs == calls
     assert r.best_score == max(r.scores) and r.best_config == calls[int(np.argmax(r.scores))]
@@ -154,7 +154,8 @@ def test_random_and_grid_search():
 
 
 def test_describe():
-    assert tuning.describe(tuning.DEFAULT_CONFIG) == "2 x [32, 32] relu, dropout 0.20, adam lr 0.001"
+    expected = "2 x [32, 32] relu, dropout 0.20, adam lr 0.001"
+    assert tuning.describe(tuning.DEFAULT_CONFIG) == expected
 
 
 @pytest.mark.parametrize("storage, message", [

@@ -58,7 +58,8 @@ def ex11_1_objective(objective) -> None:
                     "with exactly those names")
             extra = [n for n in dists if n not in EX1_SPACE]
             ex.true(not extra, f"your objective suggested parameters outside the search space: "
-                    f"{', '.join(map(repr, extra))}", "the space has lr, units, activation, dropout")
+                    f"{', '.join(map(repr, extra))}",
+                    "the space has lr, units, activation, dropout")
             for name, expected in EX1_SPACE.items():
                 ex.true(dists[name] == expected,
                         f"{name!r} should be drawn with {_fmt_dist(expected)}, but yours used "
@@ -158,7 +159,8 @@ def ex11_2_random_search(random_search) -> None:
         scores.clear()
         ex.call(random_search, score, dict(EX2_SPACE), n, 7, call="random_search(..., seed=7)")
         ex.true(calls == first, "two runs with seed=7 tried different configurations",
-                "create rng = np.random.default_rng(seed) inside the function and draw only from it")
+                "create rng = np.random.default_rng(seed) inside the function and draw only "
+                "from it")
         calls.clear()
         scores.clear()
         ex.call(random_search, score, dict(EX2_SPACE), n, 8, call="random_search(..., seed=8)")
