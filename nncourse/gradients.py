@@ -295,18 +295,6 @@ def _decade_limits(values: np.ndarray) -> tuple[float, float]:
     return lo, hi
 
 
-def _freeze_layout(fig) -> None:
-    """Lay the figure out once, then keep the axes where they are.
-
-    Constrained layout measures every tick label and title on each draw, a large part of a
-    redraw; only the line, the y limits and the title change when a control moves.
-    """
-    engine = fig.get_layout_engine()
-    if engine is not None and type(engine).__name__ != "PlaceHolderLayoutEngine":
-        engine.execute(fig)
-        fig.set_layout_engine("none")
-
-
 def explore_gradients(static: bool = False, depth: int = 15, activation: str = "sigmoid",
                       scale: float = 1.0):
     """Depth slider, activation dropdown and weight-scale slider over the gradient-norm profile.
@@ -352,8 +340,5 @@ def explore_gradients(static: bool = False, depth: int = 15, activation: str = "
         ax.set_ylim(*_decade_limits(norms))
         ax.set_title(f"{activation}, {depth} hidden layers, weights std = {scale}/√fan_in\n"
                      f"{diagnose(norms)}: first/last layer = {first_last_ratio(norms):.1e}")
-        if not state.get("frozen"):
-            _freeze_layout(ax.figure)
-            state["frozen"] = True
 
     return interactive_figure(draw, controls, static=static, figsize=(7.5, 3.8))

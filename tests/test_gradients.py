@@ -126,7 +126,7 @@ def test_widget_redraws_the_profile_in_place():
     assert "healthy" in box.figure.axes[0].get_title()
     scale.value = 4.0
     assert "exploding" in box.figure.axes[0].get_title()
-    # laid out once, then frozen: constrained layout is not re-solved on every redraw
+    # laid out once by interactive_figure, then frozen: not re-solved on every redraw
     assert type(box.figure.get_layout_engine()).__name__ == "PlaceHolderLayoutEngine"
 
 
