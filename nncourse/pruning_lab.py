@@ -194,10 +194,12 @@ def _pruned(model, data, method, amount):
     return P.prune_magnitude(model, amount, method)
 
 
+@lru_cache(maxsize=1)
 def widget_states(seed: int = 0) -> dict:
     """Everything the widget shows, precomputed: per method and amount, the validation accuracy,
     the fraction of all weights removed, the weights removed per layer, and a histogram of the
-    remaining weights (``edges`` shared). Unit-tested without a browser."""
+    remaining weights (``edges`` shared). Computed once per session (treat it as read-only).
+    Unit-tested without a browser."""
     model, data, _ = trained_baseline(seed)
     dense = [layer.weight.numel() for layer in linear_layers(model)]
     wmax = max(layer.weight.abs().max().item() for layer in linear_layers(model))
@@ -219,16 +221,11 @@ def widget_states(seed: int = 0) -> dict:
     return states
 
 
-@lru_cache(maxsize=1)
-def _cached_states(seed: int = 0) -> dict:
-    return widget_states(seed)
-
-
 def explore_sparsity(static: bool = False, seed: int = 0):
     """Sparsity slider + method dropdown -> accuracy, weight histogram, per-layer sparsity."""
     import ipywidgets as W
 
-    states = _cached_states(seed)
+    states = widget_states(seed)
     amounts = list(states["amounts"])
     edges = states["edges"]
     controls = {

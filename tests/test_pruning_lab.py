@@ -36,7 +36,14 @@ def test_storage_table_lists_each_model():
 
 @pytest.fixture(scope="module")
 def states():
-    return lab.widget_states()
+    # one thread, as nncourse.setup() sets in the notebook: on a busy machine torch's default
+    # thread pool makes this small training many times slower
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield lab.widget_states()
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_widget_states_cover_every_method_and_amount(states):
