@@ -322,10 +322,6 @@ def explore_activation(static: bool = False, name: str = "leaky_relu", value: fl
             ax2.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax2.set_xlabel("layer (input → output; last = read-out)")
             ax2.set_ylabel("‖∂L/∂W‖ (log scale)")
-        elif ax1.figure.get_layout_engine() is not None:
-            # the first render has placed the axes; re-running constrained layout on every slider
-            # step would double the redraw time
-            ax1.figure.set_layout_engine("none")
         state["f"].set_ydata(f)
         state["df"].set_ydata(df)
         state["g"].set_ydata(norms)
