@@ -233,11 +233,11 @@ def _owner(nb, index: int) -> tuple[str | None, str]:
     """Exercise a cell belongs to (answer/check cells), else the last exercise whose answer ran."""
     cell = nb.cells[index]
     if nbs.role(cell) is not None:
-        return nbs.exercise_id(cell), nbs.role(cell)
+        return nbs.exercise_id(cell), f"its {nbs.role(cell)}"
     for i in range(index - 1, -1, -1):
         if nbs.role(nb.cells[i]) == nbs.ANSWER:
             return nbs.exercise_id(nb.cells[i]), "a later"
-    return None, "an instructor"
+    return None, "an instructor's"
 
 
 def _guard_reports(nb) -> tuple[list[dict], list[str]]:
@@ -298,18 +298,19 @@ def copy_without_guards(nb):
 
 
 def grade_submission(student: str, path: Path, master, scratch: _Scratch,
-                     limits: Limits) -> Grade:
+                     limits: Limits, base: Path | None = None) -> Grade:
     """Grade one submission; never raises for anything the submission does."""
     start = time.monotonic()
+    shown = path.relative_to(base).as_posix() if base and path.is_relative_to(base) else str(path)
     try:
         if path.is_symlink():
             raise rb.SubmissionError("the submission is a symbolic link, not a file")
         data = path.read_bytes()
     except OSError as exc:
-        return Grade(student, str(path), "", UNREADABLE, reason=f"cannot read the file: {exc}")
+        return Grade(student, shown, "", UNREADABLE, reason=f"cannot read the file: {exc}")
     except rb.SubmissionError as exc:
-        return Grade(student, str(path), "", UNREADABLE, reason=str(exc))
-    grade = Grade(student, str(path), hashlib.sha256(data).hexdigest(), OK)
+        return Grade(student, shown, "", UNREADABLE, reason=str(exc))
+    grade = Grade(student, shown, hashlib.sha256(data).hexdigest(), OK)
     try:
         cells = rb.load_submission(data)
         grade.exercises, grade.notes, grade.flags = _grade_cells(cells, master, scratch, limits,
@@ -352,17 +353,17 @@ def _grade_cells(cells, master, scratch, limits, grade: Grade):
         ex, where = _owner(nb, stopped["cell"])
         if stopped["reason"] == "timeout":
             status, msg = TIMED_OUT, (f"{where} cell ran longer than the {limits.cell_timeout} s "
-                                      "limit (an infinite loop?)")
+                                      "limit -- an infinite loop?")
         elif stopped["reason"] == "died":
             status, msg = CRASHED, (f"the Python kernel died while running {where} cell "
-                                    f"({_signal_name(stopped.get('exit_code'))}); did the code "
-                                    "call os._exit(), exit() or crash Python?")
+                                    f"({_signal_name(stopped.get('exit_code'))}) -- does the "
+                                    "code call os._exit() or exit(), or crash Python?")
         else:
             status, msg = TIMED_OUT, (f"the notebook ran past its {limits.notebook_timeout} s "
                                       "limit")
             ex = None
         if ex is not None and ex not in skip and deadline - time.monotonic() > 5:
-            skip[ex] = (status, f"{msg}; the other exercises were graded in a fresh run")
+            skip[ex] = (status, f"{msg} (the other exercises were graded in a fresh run)")
             continue
         for g in graded:  # nothing more to retry: say why the rest did not run
             if g.status == scoreboard.NOT_RUN:
@@ -378,9 +379,10 @@ def _grade_cells(cells, master, scratch, limits, grade: Grade):
                 rb.defined_names(cell.source))
     check_names = {b[0] for b in rb.check_bindings(master)}
     module_names = _module_names(master)
+    ours = frozenset(rb.nncourse_aliases(master))
     for ans in built.answers:
         flags.update(rb.static_flags(ans.source, ans.exercise, check_names,
-                                     ref_names.get(ans.exercise, set()), module_names))
+                                     ref_names.get(ans.exercise, set()), module_names, ours))
     assert [g.exercise for g in graded] == [e.id for e in exercises]
     return graded, built.notes, sorted(flags)
 
@@ -389,21 +391,20 @@ def _module_names(master) -> set[str]:
     import ast
 
     names = {"nncourse", "sys", "os"}
-    for cell in master.cells:
-        if cell.cell_type == "code" and nbs.role(cell) is None:
-            try:
-                for node in ast.walk(ast.parse(cell.source)):
-                    if isinstance(node, ast.Import):
-                        names.update(a.asname or a.name.split(".")[0] for a in node.names)
-            except SyntaxError:
-                pass
+    for tree in rb.instructor_trees(master):
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names.update(a.asname or a.name.split(".")[0] for a in node.names)
     return names
 
 
 def grade_batch(submissions: list[tuple[str, Path]], master_path: Path, jobs: int = 1,
                 limits: Limits | None = None, hide: list[Path] | None = None,
-                progress=None) -> list[Grade]:
-    """Grade every ``(student, path)``; the list of grades is in the same order."""
+                progress=None, base: Path | None = None) -> list[Grade]:
+    """Grade every ``(student, path)``; the list of grades is in the same order.
+
+    ``base``: the submissions folder, so the gradebook shows paths relative to it.
+    """
     limits = limits or Limits()
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
@@ -414,7 +415,7 @@ def grade_batch(submissions: list[tuple[str, Path]], master_path: Path, jobs: in
     lock = threading.Lock()
 
     def one(item):
-        g = grade_submission(item[0], item[1], master, scratch, limits)
+        g = grade_submission(item[0], item[1], master, scratch, limits, base)
         with lock:
             done[0] += 1
             if progress:
@@ -581,7 +582,8 @@ def run(args: argparse.Namespace) -> int:
               flush=True)
 
     t0 = time.monotonic()
-    grades = grade_batch(submissions, master_path, args.jobs, limits, hide, progress)
+    grades = grade_batch(submissions, master_path, args.jobs, limits, hide, progress,
+                         base=args.submissions)
     elapsed = time.monotonic() - t0
     summary = write_reports(grades, master, out, title=f"{master_path.stem}")
     print()

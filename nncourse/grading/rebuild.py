@@ -22,7 +22,7 @@ from nncourse import notebooks as nbs
 from nncourse.release import stub_source
 
 __all__ = ["SubmissionError", "Answer", "load_submission", "Rebuilt", "rebuild", "static_flags",
-           "GUARD_ID", "GUARD_MARK", "check_bindings", "defined_names"]
+           "GUARD_ID", "GUARD_MARK", "check_bindings", "defined_names", "nncourse_aliases"]
 
 GUARD_ID = "grader-guard"
 GUARD_MARK = "NNCOURSE-GRADER-GUARD "
@@ -91,6 +91,16 @@ class Rebuilt:
     notes: list[str] = field(default_factory=list)
 
 
+def instructor_trees(master):
+    """Parsed source of the master's instructor code cells (setup, imports)."""
+    for cell in master.cells:
+        if cell.cell_type == "code" and nbs.role(cell) is None:
+            try:
+                yield ast.parse(cell.source)
+            except SyntaxError:
+                continue
+
+
 def check_bindings(master) -> list[tuple[str, str, str | None]]:
     """``(name, module, attribute)`` for every check import in the master's instructor cells.
 
@@ -99,13 +109,7 @@ def check_bindings(master) -> list[tuple[str, str, str | None]]:
     "ex3_1")``.
     """
     found = []
-    for cell in master.cells:
-        if cell.cell_type != "code" or nbs.role(cell) is not None:
-            continue
-        try:
-            tree = ast.parse(cell.source)
-        except SyntaxError:
-            continue
+    for tree in instructor_trees(master):
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("nncourse"):
                 for a in node.names:
@@ -341,13 +345,29 @@ def _dotted(node) -> str | None:
     return None
 
 
+def nncourse_aliases(master) -> set[str]:
+    """Names the master's instructor cells bind to nncourse modules (``from nncourse import init``)."""
+    names = {"nncourse"}
+    for tree in instructor_trees(master):
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module == "nncourse":
+                names.update(a.asname or a.name for a in node.names if a.name != "checks")
+            elif isinstance(node, ast.Import):
+                names.update(a.asname for a in node.names
+                             if a.asname and a.name.startswith("nncourse.")
+                             and not a.name.startswith("nncourse.checks"))
+    return names
+
+
 def static_flags(source: str, exercise: str, check_names: set[str], reference_names: set[str],
-                 module_names: set[str]) -> list[str]:
+                 module_names: set[str], nncourse_names: frozenset = frozenset({"nncourse"})
+                 ) -> list[str]:
     """Reasons an instructor should read this answer; empty for an ordinary answer.
 
     ``check_names``: names the notebook binds to check modules (``check``);
     ``reference_names``: functions the master's answer defines (the reference has the same name in
-    nncourse); ``module_names``: names bound to imported modules (``np``, ``torch``...).
+    nncourse); ``module_names``: names bound to imported modules (``np``, ``torch``...);
+    ``nncourse_names``: names bound to nncourse or its modules (``nncourse``, ``init``).
     """
     from IPython.core.inputtransformer2 import TransformerManager
 
@@ -376,7 +396,8 @@ def static_flags(source: str, exercise: str, check_names: set[str], reference_na
                     flags.add(f"imports {top}")
         elif isinstance(node, ast.Attribute):
             dotted = _dotted(node) or ""
-            if dotted.startswith("nncourse.") and dotted.split(".")[-1] in reference_names:
+            if dotted.split(".")[0] in nncourse_names and "." in dotted and \
+                    dotted.split(".")[-1] in reference_names:
                 flags.add(f"calls nncourse's reference implementation ({dotted})")
             if "nncourse.checks" in dotted:
                 flags.add("uses the course's checks (nncourse.checks)")

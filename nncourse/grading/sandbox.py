@@ -225,26 +225,39 @@ def kill_user(uid: int) -> int:
 
 
 def remove_files_of(uid: int, keep: str, roots=SHARED_TMP) -> list[str]:
-    """Delete what ``uid`` left in the shared temporary directories, except under ``keep``."""
-    removed = []
+    """Delete what ``uid`` left in the shared temporary directories, except under ``keep``.
+
+    Only directories ``uid`` could write to are searched: world-writable ones and its own.
+    """
+    removed: list[str] = []
     keep = os.path.realpath(keep)
-    for root in roots:
-        for dirpath, dirnames, filenames in os.walk(root, topdown=False):
-            if os.path.realpath(dirpath) == keep or dirpath.startswith(keep + os.sep):
+
+    def sweep(d: str) -> None:
+        try:
+            entries = list(os.scandir(d))
+        except OSError:
+            return
+        for e in entries:
+            path = e.path
+            if path == keep:
                 continue
-            for name in filenames + dirnames:
-                path = os.path.join(dirpath, name)
+            try:
+                st = e.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            is_dir = e.is_dir(follow_symlinks=False)
+            if is_dir and (st.st_uid == uid or st.st_mode & 0o002):
+                sweep(path)
+            if st.st_uid == uid:
                 try:
-                    st = os.lstat(path)
-                    if st.st_uid != uid:
-                        continue
-                    if os.path.isdir(path) and not os.path.islink(path):
-                        os.rmdir(path)  # bottom-up walk: its own contents went first
-                    else:
-                        os.unlink(path)
+                    os.rmdir(path) if is_dir else os.unlink(path)
                     removed.append(path)
                 except OSError:
                     pass
+
+    for root in roots:
+        if os.path.isdir(root):
+            sweep(root)
     return removed
 
 
