@@ -295,6 +295,24 @@ def _kept_layers(depth: int) -> tuple[int, ...]:
     return tuple(sorted({1, max(1, round(depth / 3)), max(1, round(2 * depth / 3)), depth}))
 
 
+def _freeze_layout(ax_std) -> None:
+    """Lay the figure out once, then keep the axes where they are.
+
+    Constrained layout measures every label on each draw, most of a redraw's time here. The
+    layout is computed with the widest tick labels the log axis can show (10^-110 at depth 100),
+    so later redraws fit without it.
+    """
+    fig = ax_std.figure
+    engine = fig.get_layout_engine()
+    if engine is None or type(engine).__name__ == "PlaceHolderLayoutEngine":
+        return
+    limits = ax_std.get_ylim()
+    ax_std.set_ylim(1e-111, 1e111)
+    engine.execute(fig)
+    fig.set_layout_engine("none")
+    ax_std.set_ylim(limits)
+
+
 def explore_initialization(static: bool = False, width: int = 128, batch: int = 256):
     """Widget: weight scheme, gain, activation and depth -> per-layer std and histograms.
 
@@ -355,5 +373,8 @@ def explore_initialization(static: bool = False, width: int = 128, batch: int = 
         ax_hist.set_ylim(0, 1.1 * top)
         ax_hist.legend(handles=state["stairs"][:len(keep)], loc="upper right")
         ax_hist.set_title(label, fontsize=9)
+        if not state.get("frozen"):
+            _freeze_layout(ax_std)
+            state["frozen"] = True
 
     return interactive_figure(draw, controls, ncols=2, figsize=(9.5, 3.6), static=static)

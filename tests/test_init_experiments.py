@@ -107,3 +107,6 @@ def test_widget_static_and_live_redraw():
         "layer 1", "layer 2", "layer 5", "layer 7"]
     depth.value = 2
     assert sum(p.get_visible() for p in ax_hist.patches) == 2
+    # Laid out once with room for the widest log tick labels, then frozen (faster redraws).
+    assert type(box.figure.get_layout_engine()).__name__ == "PlaceHolderLayoutEngine"
+    assert ax_std.get_ylim()[0] > 1e-100
