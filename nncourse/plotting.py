@@ -38,6 +38,8 @@ COLORS: dict[str, str] = {
     # regularization
     "baseline": "#000000", "l1": "#9467bd", "l2": "#1f77b4", "dropout": "#ff7f0e",
     "max_norm": "#8c564b", "early_stopping": "#2ca02c", "augmentation": "#e377c2",
+    # gradient clipping
+    "no_clipping": "#7f7f7f", "clip_norm": "#2ca02c", "clip_value": "#d62728",
 }
 
 
