@@ -40,6 +40,8 @@ COLORS: dict[str, str] = {
     "max_norm": "#8c564b", "early_stopping": "#2ca02c", "augmentation": "#e377c2",
     # gradient clipping
     "no_clipping": "#7f7f7f", "clip_norm": "#2ca02c", "clip_value": "#d62728",
+    # pruning
+    "one_shot": "#ff7f0e", "iterative": "#1f77b4", "layer_wise": "#9467bd", "global": "#2ca02c",
 }
 
 
