@@ -26,7 +26,7 @@ import numpy as np
 
 from nncourse.backprop import MLP, loss_and_backward, loss_value
 
-__all__ = ["TOLERANCE", "EPS", "numerical_gradient", "relative_error", "check_gradients"]
+__all__ = ["TOLERANCE", "EPS", "numerical_gradient", "relative_error", "check_gradients", "verdict"]
 
 #: A relative error below this means the analytic gradient is right (float64, EPS = 1e-6).
 TOLERANCE = 1e-6
@@ -88,3 +88,17 @@ def check_gradients(net: MLP, x: np.ndarray, y: np.ndarray, loss: str = "bce",
               for name, p in net.parameters().items()}
     loss_and_backward(net, x, y, loss)  # leave the gradients of the unperturbed net behind
     return errors
+
+
+def verdict(error: float, bound: float = 1e-7) -> str:
+    """A printable verdict for one relative error: ``"< 1e-07   ok"`` or ``"1.2e-01   WRONG"``.
+
+    A correct gradient's relative error is rounding noise: its digits change with the CPU's
+    arithmetic library, so below ``bound`` only the bound is printed (stable output for a
+    notebook). Errors above it are printed to two digits and judged against :data:`TOLERANCE`.
+    """
+    if not bound > 0:
+        raise ValueError(f"bound must be positive, got {bound!r}")
+    if error < bound:
+        return f"< {bound:.0e}   ok"
+    return f"{error:.1e}   {'ok' if error < TOLERANCE else 'WRONG'}"

@@ -71,3 +71,13 @@ def test_numerical_gradient_wants_float64():
         gc.numerical_gradient(lambda v: 0.0, np.ones(2, dtype=np.float32))
     with pytest.raises(ValueError, match="eps must be positive"):
         gc.numerical_gradient(lambda v: 0.0, np.ones(2), eps=0)
+
+
+def test_verdict_prints_the_bound_for_rounding_noise_and_the_value_for_a_bug():
+    from nncourse.gradcheck import verdict
+    assert verdict(7.3e-10) == "< 1e-07   ok"
+    assert verdict(3.2e-7) == "3.2e-07   ok"
+    assert verdict(0.1234) == "1.2e-01   WRONG"
+    assert verdict(5e-9, bound=1e-8) == "< 1e-08   ok"
+    with pytest.raises(ValueError, match="bound must be positive"):
+        verdict(1e-9, bound=0)
