@@ -35,7 +35,7 @@ from nncourse.training import Callback, History, loss_function, train
 
 __all__ = ["WIDTH", "ACTIVATION_CHOICES", "SCALES", "digits", "probe_batch", "layer_grad_norms",
            "gradient_profile", "first_last_ratio", "diagnose", "relative_weight_change",
-           "unit_spread", "StepLosses", "train_deep", "plot_sigmoid_chain", "plot_profiles", "plot_update_ratios",
+           "unit_spread", "at_least", "StepLosses", "train_deep", "plot_sigmoid_chain", "plot_profiles", "plot_update_ratios",
            "plot_histograms", "explore_gradients"]
 
 #: Units per hidden layer in every experiment of the chapter.
@@ -151,6 +151,18 @@ def unit_spread(model: nn.Module, X: torch.Tensor) -> list[float]:
     """
     return [out.double().reshape(len(X), -1).std(0).mean().item()
             for out in layer_outputs(model, X).values()]
+
+
+def at_least(value: float, floor: float, spec: str = ".0e") -> str:
+    """``value`` formatted with ``spec``, or ``"<floor"`` when it is below ``floor``.
+
+    For float32 measurements that fall to rounding level (a weight change under float32's
+    ~1e-7 relative resolution, a spread under the gap between neighbouring floats), only the
+    bound is meaningful: the digits depend on how the CPU rounds, so they are not printed.
+    """
+    if not floor > 0:
+        raise ValueError(f"floor must be positive, got {floor!r}")
+    return f"<{floor:{spec}}" if value < floor else f"{value:{spec}}"
 
 
 class StepLosses(Callback):

@@ -138,3 +138,12 @@ def test_unit_spread_is_std_across_examples():
     assert len(spread) == 2
     assert spread[0] == pytest.approx(h1.std(0).mean().item(), rel=1e-6)
     assert G.unit_spread(model, X[:1].repeat(5, 1)) == pytest.approx([0.0, 0.0], abs=1e-7)
+
+
+def test_at_least_prints_the_floor_for_rounding_level_values():
+    assert G.at_least(2e-10, 1e-6) == "<1e-06"
+    assert G.at_least(4.2e-6, 1e-6) == "4e-06"
+    assert G.at_least(7.4e-9, 6e-8, ".1e") == "<6.0e-08"
+    assert G.at_least(0.38, 6e-8, ".1e") == "3.8e-01"
+    with pytest.raises(ValueError, match="floor must be positive"):
+        G.at_least(1.0, 0.0)
