@@ -28,7 +28,8 @@ import os
 import socket
 import sys
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,7 +42,7 @@ from nncourse.data import Dataset
 from nncourse.models import make_mlp
 from nncourse.training import Callback, History, train
 
-__all__ = ["SEARCH_SPACE", "DEFAULT_CONFIG", "quiet", "suggest", "sample", "draw_config",
+__all__ = ["SEARCH_SPACE", "DEFAULT_CONFIG", "quiet", "optuna_style", "suggest", "sample", "draw_config",
            "suggest_config", "sample_config", "config_from_params", "describe", "fit",
            "PruningCallback", "make_objective", "random_search", "grid_search", "SearchResult",
            "log_grid", "LR_WD_SPACE", "grid_vs_random", "plot_grid_vs_random", "epochs_used",
@@ -76,6 +77,24 @@ def quiet() -> None:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     # Some Optuna plots call fig.tight_layout() on the course's constrained-layout figures.
     warnings.filterwarnings("ignore", message="The figure layout has changed to tight")
+
+
+@contextmanager
+def optuna_style() -> Iterator[None]:
+    """Draw ``optuna.visualization.matplotlib`` plots inside this block; the course style returns.
+
+    Each of those plot functions calls ``plt.style.use("ggplot")``, which would change the look of
+    every later figure of the session. Inside the block the plots draw in Optuna's own style; on
+    leaving it, matplotlib's settings are restored as they were (``plt.rc_context``)::
+
+        with tuning.optuna_style():
+            ax = optuna.visualization.matplotlib.plot_optimization_history(study)
+            plt.show()
+    """
+    import matplotlib.pyplot as plt
+
+    with plt.rc_context():
+        yield
 
 
 # --- one search space, two ways to draw from it ----------------------------------------------

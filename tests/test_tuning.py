@@ -192,3 +192,21 @@ def test_two_worker_processes_share_one_sqlite_study(tmp_path):
     assert len(study.trials) == 4
     assert all(t.state.is_finished() for t in study.trials)
     assert len({t.number for t in study.trials}) == 4
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_optuna_style_restores_the_course_style_after_optuna_plots():
+    import matplotlib.pyplot as plt
+
+    from nncourse.plotting import use_style
+
+    use_style()
+    before = dict(plt.rcParams)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(lambda t: t.suggest_float("x", 0.0, 1.0), n_trials=3)
+    with tuning.optuna_style():
+        ax = optuna.visualization.matplotlib.plot_optimization_history(study)
+        assert plt.rcParams["axes.facecolor"] != before["axes.facecolor"]  # Optuna's ggplot
+    plt.close(ax.figure)
+    assert plt.rcParams["axes.facecolor"] == before["axes.facecolor"]
+    assert dict(plt.rcParams) == before
