@@ -9,15 +9,19 @@ import csv
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 
 import pytest
 
 from nncourse import notebooks as nbs
-from nncourse.grading import (Limits, _signal_name, find_master, find_submissions, rebuild as rb)
+from nncourse.grading import Limits, _signal_name, find_master, find_submissions
+from nncourse.grading import rebuild as rb
+from nncourse.grading import sandbox
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTION = ROOT / "solutions" / "00_warmup.ipynb"
@@ -193,6 +197,35 @@ def test_find_master_and_submissions(tmp_path):
     assert [s for s, _ in find_submissions(tmp_path, SOLUTION)] == ["ann", "bo"]
 
 
+def test_blocked_ancestor():
+    base = Path(tempfile.mkdtemp(dir="/tmp"))  # pytest's own tmp folders are closed (0700)
+    try:
+        base.chmod(0o755)
+        closed = base / "closed"
+        (closed / "inner").mkdir(parents=True)
+        closed.chmod(0o700)
+        assert sandbox._blocked_ancestor(str(closed / "inner")) == str(closed)
+        closed.chmod(0o755)
+        assert sandbox._blocked_ancestor(str(closed / "inner")) is None
+    finally:
+        shutil.rmtree(base)
+
+
+@pytest.mark.skipif(not AS_ROOT, reason="needs files owned by another user")
+def test_remove_files_of_sweeps_only_that_users_files(tmp_path):
+    uid = 2_000_000_999
+    shared = tmp_path / "shared"
+    (shared / "keep").mkdir(parents=True)
+    shared.chmod(0o1777)
+    mine, theirs, kept = shared / "left.txt", shared / "other.txt", shared / "keep" / "x"
+    for p in (mine, theirs, kept):
+        p.write_text("x")
+    os.chown(mine, uid, uid)
+    os.chown(kept, uid, uid)
+    removed = sandbox.remove_files_of(uid, keep=str(shared / "keep"), roots=(str(shared),))
+    assert removed == [str(mine)] and theirs.exists() and kept.exists()
+
+
 def test_limits_and_signal_names():
     with pytest.raises(ValueError, match="cell_timeout must be a positive integer"):
         Limits(cell_timeout=0)
@@ -238,6 +271,8 @@ def _attacks(subs: Path) -> dict:
         "0.2": "import os\nos._exit(3)",
         "0.3": ("def accuracy(logits, labels):\n    import ctypes\n    ctypes.string_at(0)\n"
                 "    return 0.0")})
+    killed = student({"0.1": RELU, "0.2": "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)",
+                      "0.3": ACC})
     hog = student({
         "0.1": "def relu(x):\n    hog = bytearray(8 * 2**30)\n    return np.maximum(x, 0.0)",
         "0.2": "for _ in range(300):\n    print('y' * 1_000_000)\n" + MSE,
@@ -294,6 +329,7 @@ def _attacks(subs: Path) -> dict:
     return {"alice.ipynb": SOLUTION.read_bytes(),
             "dave/00_warmup.ipynb": EXERCISE.read_bytes(),
             "forged.ipynb": forged, "loop.ipynb": loop, "crash.ipynb": crash, "hog.ipynb": hog,
+            "killed.ipynb": killed,
             "patch.ipynb": patch, "no_meta.ipynb": no_meta, "no_ids.ipynb": no_ids,
             "escape.ipynb": escape, "corrupt.ipynb": corrupt, "v3.ipynb": v3}
 
@@ -348,8 +384,9 @@ def message(batch, who, ex):
 def test_batch_finishes_with_a_row_per_submission(batch):
     proc = batch["proc"]
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert set(batch["rows"]) == {"alice", "dave", "forged", "loop", "crash", "hog", "patch",
-                                  "no_meta", "no_ids", "escape", "corrupt", "v3", "mallory"}
+    assert set(batch["rows"]) == {"alice", "dave", "forged", "loop", "crash", "hog", "killed",
+                                  "patch", "no_meta", "no_ids", "escape", "corrupt", "v3",
+                                  "mallory"}
     assert "per minute" in proc.stdout and "passed" in proc.stdout  # the class summary
     header = next(csv.reader(open(batch["out"] / "gradebook.csv")))
     assert header[:6] == ["student", "0.1 (1)", "0.2 (1)", "0.3 (2)", "total (4)", "status"]
@@ -400,6 +437,14 @@ def test_exit_and_crashes_lose_only_their_exercise(batch):
     assert "exit code 3" in message(batch, "crash", "0.2")
     assert "SIGSEGV" in message(batch, "crash", "0.3")
     assert batch["records"]["crash"]["attempts"] == 3
+
+
+def test_sigkill_is_retried_once_then_blamed_on_its_exercise(batch):
+    assert points(batch, "killed") == {"0.1": 1, "0.2": 0, "0.3": 2}
+    assert statuses(batch, "killed")["0.2"] == "crashed"
+    assert "SIGKILL" in message(batch, "killed", "0.2")
+    g = batch["records"]["killed"]
+    assert g["attempts"] == 3 and any("killed from outside" in n for n in g["notes"])
 
 
 def test_memory_bomb_and_huge_output(batch):

@@ -330,6 +330,7 @@ def _grade_cells(cells, master, scratch, limits, grade: Grade):
     skip: dict[str, tuple[str, str]] = {}  # exercise -> (status, message) from an earlier run
     deadline = time.monotonic() + limits.notebook_timeout
     flags: set[str] = set()
+    killed_once = False
     while True:
         built = rb.rebuild(master, cells, skip={e: m for e, (_, m) in skip.items()})
         grade.attempts += 1
@@ -351,6 +352,14 @@ def _grade_cells(cells, master, scratch, limits, grade: Grade):
             break
         nb = result["notebook"]
         ex, where = _owner(nb, stopped["cell"])
+        if stopped.get("exit_code") == -signal.SIGKILL and not killed_once and \
+                deadline - time.monotonic() > 5:
+            # SIGKILL comes from outside (an administrator, the OOM killer) more often than from
+            # the submission: run it once more unchanged before blaming an exercise
+            killed_once = True
+            grade.notes.append("The kernel was killed from outside during grading; the notebook "
+                               "was run once more")
+            continue
         if stopped["reason"] == "timeout":
             status, msg = TIMED_OUT, (f"{where} cell ran longer than the {limits.cell_timeout} s "
                                       "limit -- an infinite loop?")
@@ -384,7 +393,7 @@ def _grade_cells(cells, master, scratch, limits, grade: Grade):
         flags.update(rb.static_flags(ans.source, ans.exercise, check_names,
                                      ref_names.get(ans.exercise, set()), module_names, ours))
     assert [g.exercise for g in graded] == [e.id for e in exercises]
-    return graded, built.notes, sorted(flags)
+    return graded, built.notes + grade.notes, sorted(flags)
 
 
 def _module_names(master) -> set[str]:

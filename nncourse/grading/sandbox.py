@@ -77,8 +77,7 @@ def _isolate(cfg: dict, info: dict) -> None:
                     hidden.append(path)
             info["hidden"] = hidden
             if cfg.get("uid") is not None:
-                for path in cfg.get("expose", []):
-                    _expose(libc, path, cfg["stage"])
+                _expose(libc, cfg.get("expose", []), cfg["stage"])
         else:
             info["hidden"] = f"NOT hidden (mount namespace: {err or 'mount failed'})"
     else:  # unprivileged: a user namespace mapping only ourselves, plus a network namespace
@@ -107,27 +106,35 @@ def _blocked_ancestor(path: str) -> str | None:
     return None
 
 
-def _expose(libc, path: str, stage: str) -> None:
-    """Let the throwaway user reach ``path`` (e.g. a Python under root's private home).
+def _expose(libc, paths: list[str], stage: str) -> None:
+    """Let the throwaway user reach ``paths`` (e.g. a Python under root's private home).
 
-    Inside the private mount namespace, the closed ancestor is covered with an empty tmpfs
-    that others may enter, and only the one child on the way to ``path`` is bind-mounted back:
-    the rest of that directory stays invisible.
+    Inside the private mount namespace, each closed ancestor is covered with an empty tmpfs that
+    others may enter, and only the children on the way to ``paths`` are bind-mounted back: the
+    rest of that directory stays invisible.
     """
-    blocked = _blocked_ancestor(path)
-    if blocked is None:
-        return
-    child = os.path.realpath(path)[len(blocked) + 1:].split(os.sep)[0]
-    os.makedirs(stage, exist_ok=True)
-    ok = libc.mount(os.path.join(blocked, child).encode(), stage.encode(), None, MS_BIND | MS_REC,
-                    None) == 0
-    ok = ok and libc.mount(b"none", blocked.encode(), b"tmpfs", MS_NOSUID | MS_NODEV,
-                           b"size=16k,mode=711") == 0
-    if ok:
-        os.mkdir(os.path.join(blocked, child), 0o711)
-        libc.mount(stage.encode(), os.path.join(blocked, child).encode(), None, MS_BIND | MS_REC,
-                   None)
-        libc.umount2(stage.encode(), 2)  # MNT_DETACH
+    wanted: dict[str, set[str]] = {}
+    for path in paths:
+        blocked = _blocked_ancestor(path)
+        if blocked is not None:
+            child = os.path.realpath(path)[len(blocked) + 1:].split(os.sep)[0]
+            wanted.setdefault(blocked, set()).add(child)
+    for n, (blocked, children) in enumerate(sorted(wanted.items())):
+        staged = []
+        for child in sorted(children):
+            st = os.path.join(stage, f"{n}-{child}")
+            os.makedirs(st, exist_ok=True)
+            if libc.mount(os.path.join(blocked, child).encode(), st.encode(), None,
+                          MS_BIND | MS_REC, None) == 0:
+                staged.append((child, st))
+        if libc.mount(b"none", blocked.encode(), b"tmpfs", MS_NOSUID | MS_NODEV,
+                      b"size=16k,mode=711") != 0:
+            continue
+        for child, st in staged:
+            os.mkdir(os.path.join(blocked, child), 0o711)
+            libc.mount(st.encode(), os.path.join(blocked, child).encode(), None,
+                       MS_BIND | MS_REC, None)
+            libc.umount2(st.encode(), 2)  # MNT_DETACH
 
 
 def _set_limits(cfg: dict, info: dict) -> None:
