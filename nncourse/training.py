@@ -9,8 +9,8 @@ per-step diagnostics without writing their own loop:
   after each backward pass;
 * ``scheduler=lambda opt: torch.optim.lr_scheduler.StepLR(opt, 10)`` steps once per epoch
   (``ReduceLROnPlateau`` gets the validation loss; ``scheduler_interval="step"`` for 1cycle);
-* ``callbacks=[...]``: objects with any of ``on_train_begin``, ``on_after_backward``,
-  ``on_step_end``, ``on_epoch_end`` (return ``True`` to stop), ``on_train_end``.
+* ``callbacks=[...]``: objects with any of ``on_train_begin``, ``on_after_backward`` (before
+  clipping), ``on_before_step`` (after clipping), ``on_step_end``, ``on_epoch_end`` (return ``True`` to stop), ``on_train_end``.
 """
 
 from __future__ import annotations
@@ -77,7 +77,11 @@ class Callback:
     def on_train_begin(self, model: nn.Module, optimizer: torch.optim.Optimizer,
                        history: History) -> None: ...
 
-    def on_after_backward(self, model: nn.Module, step: int) -> None: ...
+    def on_after_backward(self, model: nn.Module, step: int) -> None:
+        """Gradients are computed, not yet clipped."""
+
+    def on_before_step(self, model: nn.Module, step: int) -> None:
+        """Gradients are final (after clipping); the optimizer steps next."""
 
     def on_step_end(self, model: nn.Module, step: int, loss: float) -> None: ...
 
@@ -244,6 +248,8 @@ def train(model: nn.Module, data, epochs: int = 20, lr: float = 0.1,
                     nn.utils.clip_grad_value_(model.parameters(), clip_value)
                 if clip_norm is not None:
                     nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
+                for cb in callbacks:
+                    cb.on_before_step(model, step)
                 opt.step()
                 if sched is not None and scheduler_interval == "step" and not plateau:
                     sched.step()

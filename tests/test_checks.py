@@ -81,3 +81,10 @@ def test_exercise_error_is_shown_without_traceback_in_ipython():
 
     checks._install_ipython_handler()
     assert ExerciseError in shell.custom_exceptions
+
+
+def test_scalar_mismatch_message_has_no_empty_index():
+    with pytest.raises(ExerciseError) as err:
+        with exercise("9.1", points=1, name="demo") as ex:
+            ex.close(0.5, 0.25, "loss")
+    assert str(err.value) == "Exercise 9.1 (demo): loss is wrong: expected 0.25, got 0.5."

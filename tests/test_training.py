@@ -128,3 +128,22 @@ def test_bad_data_type():
 
 def test_progress_bar_runs(moons, capsys):
     training.train(fresh(), moons, epochs=2, progress=True)
+
+
+def test_on_before_step_sees_clipped_gradients(moons):
+    class Norms(training.Callback):
+        def __init__(self):
+            self.after_backward, self.before_step = [], []
+
+        def _norm(self, model):
+            return torch.cat([p.grad.flatten() for p in model.parameters()]).norm().item()
+
+        def on_after_backward(self, model, step):
+            self.after_backward.append(self._norm(model))
+
+        def on_before_step(self, model, step):
+            self.before_step.append(self._norm(model))
+
+    n = Norms()
+    training.train(fresh(), moons, epochs=1, lr=0.1, clip_norm=0.01, callbacks=[n], progress=False)
+    assert max(n.before_step) <= 0.01 + 1e-6 < min(n.after_backward)

@@ -155,9 +155,11 @@ class Exercise:
         if got_a.shape != exp_a.shape:
             self.fail(f"expected {what} to have shape {exp_a.shape}, got {got_a.shape}", hint)
         if not np.allclose(got_a.astype(float), exp_a, rtol=rtol, atol=atol, equal_nan=True):
+            if exp_a.ndim == 0:
+                self.fail(f"{what} is wrong: expected {_fmt(exp_a)}, got {_fmt(got_a)}", hint)
             diff = np.abs(got_a.astype(float) - exp_a)
             i = np.unravel_index(int(np.nanargmax(np.where(np.isnan(diff), np.inf, diff))),
-                                 diff.shape) if diff.ndim else ()
+                                 diff.shape)
             self.fail(f"{what} is wrong: at index {tuple(int(k) for k in i)} expected "
                       f"{_fmt(exp_a[i])}, got {_fmt(got_a[i])}", hint)
 
