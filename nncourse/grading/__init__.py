@@ -357,8 +357,8 @@ def _grade_cells(cells, master, scratch, limits, grade: Grade):
             # SIGKILL comes from outside (an administrator, the OOM killer) more often than from
             # the submission: run it once more unchanged before blaming an exercise
             killed_once = True
-            grade.notes.append("The kernel was killed from outside during grading; the notebook "
-                               "was run once more")
+            grade.notes.append("The kernel was killed (SIGKILL) during grading; the notebook was "
+                               "run once more to rule out an outside cause")
             continue
         if stopped["reason"] == "timeout":
             status, msg = TIMED_OUT, (f"{where} cell ran longer than the {limits.cell_timeout} s "
