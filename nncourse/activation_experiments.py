@@ -59,7 +59,7 @@ def collapse_linear(model: nn.Sequential) -> nn.Linear:
     for layer in layers:
         W = layer.weight @ W
         b = layer.weight @ b + (layer.bias if layer.bias is not None else 0)
-    single = nn.Linear(W.shape[1], W.shape[0])
+    single = nn.Linear(W.shape[1], W.shape[0], dtype=W.dtype)  # keep float64 exact
     single.weight.copy_(W)
     single.bias.copy_(b)
     return single
