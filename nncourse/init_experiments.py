@@ -34,8 +34,8 @@ from nncourse.widgets import interactive_figure
 
 __all__ = ["REFERENCE", "RECIPES", "CirclesRun", "circles", "circles_model", "train_circles",
            "compare_on_circles", "unit_spread", "ACTIVATIONS", "SCHEMES", "weight_std",
-           "Profile", "propagate", "std_table", "plot_std_vs_depth", "plot_histograms",
-           "explore_initialization"]
+           "Profile", "propagate", "std_table", "format_std", "plot_std_vs_depth",
+           "plot_histograms", "explore_initialization"]
 
 # --- training on circles ------------------------------------------------------------------------
 
@@ -221,6 +221,18 @@ def std_table(schemes: dict[str, tuple[str, float]], activations: tuple[str, ...
     """``{row label: {activation: Profile}}`` for rows ``{label: (scheme, gain)}``."""
     return {label: {a: propagate(s, a, depth, g, **kwargs) for a in activations}
             for label, (s, g) in schemes.items()}
+
+
+def format_std(value: float) -> str:
+    """A standard deviation for printing: 3 significant digits between 1e-3 and 1e3, else 1.
+
+    A signal that vanished to 1e-48 or exploded to 1e+52 only matters by its order of magnitude,
+    and one significant digit of it does not depend on the rounding of any particular CPU kernel.
+    """
+    value = float(value)
+    if value == 0 or not math.isfinite(value):
+        return f"{value:g}"
+    return f"{value:.3g}" if 1e-3 <= abs(value) < 1e3 else f"{value:.0e}"
 
 
 def _floor(values: np.ndarray) -> np.ndarray:

@@ -110,3 +110,11 @@ def test_widget_static_and_live_redraw():
     # Laid out once with room for the widest log tick labels, then frozen (faster redraws).
     assert type(box.figure.get_layout_engine()).__name__ == "PlaceHolderLayoutEngine"
     assert ax_std.get_ylim()[0] > 1e-100
+
+
+def test_format_std_is_coarse_outside_the_healthy_range():
+    assert [ix.format_std(v) for v in (3.68e-48, 3.68e52, 2.58e7, 1.04e-8)] == [
+        "4e-48", "4e+52", "3e+07", "1e-08"]
+    assert [ix.format_std(v) for v in (0.769, 22.2, 0.078, 0.001)] == ["0.769", "22.2", "0.078",
+                                                                      "0.001"]
+    assert ix.format_std(0.0) == "0" and ix.format_std(float("inf")) == "inf"
