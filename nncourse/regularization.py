@@ -91,8 +91,10 @@ def soft_threshold_(w: torch.Tensor, threshold: float) -> torch.Tensor:
 class WeightPenalty(Callback):
     """Add an L1 or L2 penalty on the Linear weights to training.
 
-    The penalty's gradient is added to each weight's gradient after the backward pass, so the
-    loss the history reports is the data loss alone (comparable with the validation loss).
+    The penalty's gradient is added to each weight's gradient just before the optimizer step
+    (``on_before_step``, i.e. after any gradient clipping, which is where SGD's
+    ``weight_decay`` adds it too), so the loss the history reports is the data loss alone
+    (comparable with the validation loss).
     With ``proximal=True`` (L1 only) the gradient step is followed instead by
     :func:`soft_threshold_` with threshold ``lr * lam`` -- proximal gradient descent (ISTA),
     which sets small weights exactly to zero. Meant for plain SGD.
@@ -110,7 +112,7 @@ class WeightPenalty(Callback):
         self._optimizer = optimizer
 
     @torch.no_grad()
-    def on_after_backward(self, model, step):
+    def on_before_step(self, model, step):
         if self.proximal or self.lam == 0:
             return
         grad = l1_grad if self.kind == "l1" else l2_grad
