@@ -445,6 +445,7 @@ def test_sigkill_is_retried_once_then_blamed_on_its_exercise(batch):
     assert "SIGKILL" in message(batch, "killed", "0.2")
     g = batch["records"]["killed"]
     assert g["attempts"] == 3 and any("rule out an outside cause" in n for n in g["notes"])
+    assert g["flags"] == []
 
 
 def test_memory_bomb_and_huge_output(batch):

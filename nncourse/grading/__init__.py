@@ -240,10 +240,11 @@ def _owner(nb, index: int) -> tuple[str | None, str]:
     return None, "an instructor's"
 
 
-def _guard_reports(nb) -> tuple[list[dict], list[str]]:
+def _guard_reports(nb, stopped_at: int | None = None) -> tuple[list[dict], list[str]]:
+    """The guards' reports, and problems with the guards (not for the cell the run stopped at)."""
     reports, problems = [], []
-    for cell in nb.cells:
-        if not str(cell.get("id", "")).startswith(rb.GUARD_ID):
+    for i, cell in enumerate(nb.cells):
+        if not str(cell.get("id", "")).startswith(rb.GUARD_ID) or i == stopped_at:
             continue
         if cell.get("id") == f"{rb.GUARD_ID}-snapshot":
             if nbs.cell_error(cell) is not None:
@@ -268,7 +269,7 @@ def _score(result: dict) -> tuple[list[ExerciseGrade], list[str], list[str]]:
     """Exercise grades from an executed notebook; verdicts from execute replies only."""
     nb = result["notebook"]
     replies = result.get("replies", {})
-    reports, problems = _guard_reports(nb)
+    reports, problems = _guard_reports(nb, (result.get("stopped") or {}).get("cell"))
     flags = [f"{r['exercise']}: {f}" for r in reports for f in r.get("found", [])]
     answer_errors: dict[str, str] = {}
     for cell in nb.cells:
