@@ -214,11 +214,13 @@ def fit(config: Mapping, data: Dataset, epochs: int = 10, seed: int = 0, batch_s
     """
     _validate_config(config)
     init = "he_normal" if config["activation"] == "relu" else "xavier_normal"
+    model = make_mlp(data.n_features, data.n_classes, width=[int(u) for u in config["units"]],
+                     activation=config["activation"], dropout=float(config["dropout"]),
+                     init=init, seed=seed)  # seeds the weights without touching the global RNG
+    # Dropout masks come from torch's global generator: seed it, inside a fork so that the
+    # caller's random state is left as it was.
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)  # dropout draws from the global generator
-        model = make_mlp(data.n_features, data.n_classes, width=[int(u) for u in config["units"]],
-                         activation=config["activation"], dropout=float(config["dropout"]),
-                         init=init, seed=seed)
+        torch.manual_seed(seed)
         history = train(model, data, epochs=epochs, lr=float(config["lr"]),
                         optimizer=config["optimizer"], batch_size=batch_size, seed=seed,
                         callbacks=callbacks, progress=False,
