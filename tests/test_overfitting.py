@@ -6,6 +6,7 @@ matplotlib.use("Agg")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import torch  # noqa: E402
 
 from nncourse import overfitting as O  # noqa: E402
 from nncourse.regularization import weight_stats  # noqa: E402
@@ -41,3 +42,12 @@ def test_widget_compute_and_redraw():
     l2_slider.value, p_slider.value = 0.01, 0.5                # observe -> redraw in place
     assert np.array_equal(image.get_array(), probs)
     assert "p = 0.5" in box.figure.axes[0].get_title()
+
+
+def test_dropout_run_does_not_depend_on_earlier_runs():
+    a = O.fit(dropout=0.5, epochs=4, seed=3).history.train_loss
+    O._fit.cache_clear()
+    torch.rand(10)                                              # move the global generator
+    O.fit(dropout=0.2, epochs=4, seed=3)
+    b = O.fit(dropout=0.5, epochs=4, seed=3).history.train_loss
+    assert a == b
