@@ -18,6 +18,7 @@ Two kinds of experiment:
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -35,7 +36,7 @@ from nncourse.widgets import interactive_figure
 __all__ = ["REFERENCE", "RECIPES", "CirclesRun", "circles", "circles_model", "train_circles",
            "compare_on_circles", "unit_spread", "ACTIVATIONS", "SCHEMES", "weight_std",
            "Profile", "propagate", "std_table", "format_std", "plot_std_vs_depth",
-           "plot_histograms", "explore_initialization"]
+           "plot_histograms", "widget_profile", "explore_initialization"]
 
 # --- training on circles ------------------------------------------------------------------------
 
@@ -171,6 +172,8 @@ class Profile:
     #: Fraction of activations within 0.01 of a tanh/sigmoid bound (0 for other activations).
     saturated: np.ndarray
     values: dict[int, np.ndarray]
+    #: 99.5 % quantile of ``|values|`` over the kept layers, if known (the histograms' range).
+    limit: float | None = None
 
     @property
     def depth(self) -> int:
@@ -186,15 +189,7 @@ def propagate(scheme: str, activation: str, depth: int = 50, gain: float = 1.0, 
     than overflowing to inf. ``keep`` lists the (1-based) layers whose activation values are
     returned, for histograms.
     """
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}; got {activation!r}")
-    for name, v in (("depth", depth), ("width", width), ("batch", batch)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
-    if not (isinstance(gain, (int, float)) and gain > 0):
-        raise ValueError(f"gain must be a positive number, got {gain!r}")
-    if any(not 1 <= k <= depth for k in keep):
-        raise ValueError(f"keep must list layers in [1, {depth}], got {keep!r}")
+    _validate(activation, depth, width, batch, gain, keep)
     std = weight_std(scheme, width, width, gain)
     x, z = _standard_draws(max(depth, 100), width, batch, seed)
     act = ACTIVATIONS[activation]
@@ -206,6 +201,18 @@ def propagate(scheme: str, activation: str, depth: int = 50, gain: float = 1.0, 
         if layer in keep:
             values[layer] = h.reshape(-1).numpy().copy()
     return Profile(scheme, activation, gain, np.array(stds), np.array(saturated), values)
+
+
+def _validate(activation, depth, width, batch, gain, keep) -> None:
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}; got {activation!r}")
+    for name, v in (("depth", depth), ("width", width), ("batch", batch)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    if not (isinstance(gain, (int, float)) and gain > 0):
+        raise ValueError(f"gain must be a positive number, got {gain!r}")
+    if any(not 1 <= k <= depth for k in keep):
+        raise ValueError(f"keep must list layers in [1, {depth}], got {keep!r}")
 
 
 def _saturated_fraction(h: torch.Tensor, activation: str) -> float:
@@ -299,7 +306,9 @@ def plot_histograms(profile: Profile, ax=None, title: str | None = None, bins: i
 
 
 def _histogram_limit(profile: Profile) -> float:
-    peak = max(float(np.quantile(np.abs(v), 0.995)) for v in profile.values.values())
+    peak = profile.limit
+    if peak is None:
+        peak = max(float(np.quantile(np.abs(v), 0.995)) for v in profile.values.values())
     return peak if peak > 0 else 1.0
 
 
@@ -307,22 +316,99 @@ def _kept_layers(depth: int) -> tuple[int, ...]:
     return tuple(sorted({1, max(1, round(depth / 3)), max(1, round(2 * depth / 3)), depth}))
 
 
-def _freeze_layout(ax_std) -> None:
-    """Lay the figure out once, then keep the axes where they are.
+# --- the widget ---------------------------------------------------------------------------------
 
-    Constrained layout measures every label on each draw, most of a redraw's time here. The
-    layout is computed with the widest tick labels the log axis can show (10^-110 at depth 100),
-    so later redraws fit without it.
+#: Activations with act(c * x) = c * act(x) for c > 0: multiplying every weight by ``gain`` then
+#: multiplies layer l by ``gain ** l``, so one forward pass serves every gain.
+_HOMOGENEOUS = ("linear", "relu", "leaky_relu")
+_FORWARD_CACHE: OrderedDict = OrderedDict()
+_FORWARD_CACHE_SIZE = 6  # forward passes kept (about 13 MB each at depth 100)
+
+
+@torch.no_grad()
+def _forward(activation: str, std: float, depth: int, width: int, batch: int, seed: int) -> dict:
+    """Per-layer statistics of :func:`propagate`'s network with weight std ``std``, cached.
+
+    The first ``depth`` layers are computed once and extended when a deeper network is asked for
+    (every depth uses the same weights, so a shallower network is a prefix of a deeper one). Each
+    layer keeps its std, saturated fraction and ``h / std`` as float32 (the shape of its histogram;
+    the std restores the scale).
     """
-    fig = ax_std.figure
+    key = (activation, std, width, batch, seed)
+    entry = _FORWARD_CACHE.pop(key, None)
+    if entry is None:
+        x, _ = _standard_draws(100, width, batch, seed)
+        entry = {"h": x, "stds": [], "saturated": [], "unit": [], "q995": {}}
+    _FORWARD_CACHE[key] = entry  # most recently used last
+    while len(_FORWARD_CACHE) > _FORWARD_CACHE_SIZE:
+        _FORWARD_CACHE.popitem(last=False)
+    if len(entry["stds"]) < depth:
+        _, z = _standard_draws(max(depth, 100), width, batch, seed)
+        act, h = ACTIVATIONS[activation], entry["h"]
+        for layer in range(len(entry["stds"]), depth):
+            h = act(h @ z[layer].T * std)  # the same arithmetic as propagate()
+            s = h.std().item()
+            unit = (h / s if s > 0 else h).reshape(-1).to(torch.float32).numpy()
+            entry["stds"].append(s)
+            entry["saturated"].append(_saturated_fraction(h, activation))
+            entry["unit"].append(unit)
+        entry["h"] = h
+    return entry
+
+
+def widget_profile(scheme: str, activation: str, depth: int = 50, gain: float = 1.0,
+                   width: int = 128, batch: int = 256, seed: int = 0,
+                   keep: tuple[int, ...] = ()) -> Profile:
+    """:func:`propagate`'s result from cached forward passes: what the widget draws.
+
+    Values kept for histograms are float32 precision (times the float64 std). For linear, ReLU
+    and leaky ReLU a change of gain only rescales a cached pass; for the other activations each
+    new (weight std, activation) pair costs one forward pass, and changing the depth costs at most
+    the extra layers.
+    """
+    _validate(activation, depth, width, batch, gain, keep)
+    base = weight_std(scheme, width, width)
+    if activation in _HOMOGENEOUS:
+        entry = _forward(activation, base, depth, width, batch, seed)
+        factor = float(gain) ** np.arange(1, depth + 1)
+    else:
+        entry = _forward(activation, base * gain, depth, width, batch, seed)
+        factor = np.ones(depth)
+    stds = np.asarray(entry["stds"][:depth]) * factor
+    values = {k: entry["unit"][k - 1].astype(np.float64) * stds[k - 1] for k in keep}
+    for k in keep:  # quantiles of the standardized values, once per layer
+        if k not in entry["q995"]:
+            entry["q995"][k] = float(np.quantile(np.abs(entry["unit"][k - 1]), 0.995))
+    limit = max((entry["q995"][k] * stds[k - 1] for k in keep), default=None)
+    return Profile(scheme, activation, gain, stds, np.asarray(entry["saturated"][:depth]), values,
+                   limit)
+
+
+def _pin_layout(fig, ax_std) -> None:
+    """Lay the figure out once, then keep axes, axis labels and titles where they are.
+
+    Constrained layout, the placement of axis labels and of titles measure every tick label on each
+    draw: most of a redraw's time here. The layout is computed with the widest tick labels the
+    log axis can show (1e-120), so later redraws fit without it.
+    """
     engine = fig.get_layout_engine()
     if engine is None or type(engine).__name__ == "PlaceHolderLayoutEngine":
         return
     limits = ax_std.get_ylim()
-    ax_std.set_ylim(1e-111, 1e111)
+    ax_std.set_ylim(1e-120, 1e-100)  # six-character tick labels, the widest possible
     engine.execute(fig)
     fig.set_layout_engine("none")
+    fig.draw_without_rendering()  # places the axis labels for this layout
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            label = axis.label
+            where = label.get_transform().transform(label.get_position())
+            axis.set_label_coords(*ax.transAxes.inverted().transform(where))
     ax_std.set_ylim(limits)
+
+
+def _decade_label(value: float, _pos=None) -> str:
+    return f"1e{round(math.log10(value)):+d}" if value > 0 else ""
 
 
 def explore_initialization(static: bool = False, width: int = 128, batch: int = 256):
@@ -330,9 +416,11 @@ def explore_initialization(static: bool = False, width: int = 128, batch: int = 
 
     Left: the std of each layer's activations (log scale). Right: histograms of the activations at
     the first layer, one third, two thirds and the last layer. Values outside the plotted range
-    are piled into the outermost bins.
+    are piled into the outermost bins. Forward passes are cached (:func:`widget_profile`) and the
+    artists are updated in place.
     """
     import ipywidgets as W
+    from matplotlib import ticker
 
     style = {"description_width": "initial"}
     controls = {
@@ -346,47 +434,54 @@ def explore_initialization(static: bool = False, width: int = 128, batch: int = 
     }
     bins = 60
 
+    def first_draw(ax_std, ax_hist, state):
+        state["line"], = ax_std.plot([], [], "o-", ms=2.5)
+        _label_std_axes(ax_std)
+        # Decade ticks with plain-text labels, no minor ticks: mathtext labels and minor ticks
+        # were a large part of a redraw.
+        ax_std.yaxis.set_major_locator(ticker.LogLocator(base=10, numticks=7))
+        ax_std.yaxis.set_major_formatter(ticker.FuncFormatter(_decade_label))
+        ax_std.yaxis.set_minor_locator(ticker.NullLocator())
+        ax_std.xaxis.set_major_locator(ticker.MaxNLocator(5, integer=True, steps=[1, 2, 5, 10]))
+        _label_histogram_axes(ax_hist)
+        ax_hist.xaxis.set_major_locator(ticker.MaxNLocator(5))
+        ax_hist.yaxis.set_major_locator(ticker.MaxNLocator(4))
+        edges = np.linspace(-1, 1, bins + 1)
+        # No legend (its texts cost a redraw time): the title names the layers, dark to light.
+        state["stairs"] = [ax_hist.stairs(np.zeros(bins), edges, color=c)
+                           for c in _layer_colors(4)]
+        # An explicit y turns off the title's automatic placement (it measures tick labels).
+        state["std_title"] = ax_std.set_title(" ", y=1.0)
+        state["hist_title"] = ax_hist.set_title(" ", y=1.0)
+
     def draw(axes, state, scheme, gain, activation, depth):
         keep = _kept_layers(depth)
-        p = propagate(scheme, activation, depth, gain, width, batch, keep=keep)
+        p = widget_profile(scheme, activation, depth, gain, width, batch, keep=keep)
         ax_std, ax_hist = axes
-        x = np.arange(1, depth + 1)
-        label = f"{SCHEMES[scheme]}, gain {gain:.2f}, {activation}"
         if "line" not in state:
-            state["line"], = ax_std.plot(x, _floor(p.stds), "o-", ms=2.5,
-                                         color=color(activation))
-            _label_std_axes(ax_std)
-            _label_histogram_axes(ax_hist)
-            state["stairs"] = []
-        else:
-            state["line"].set_data(x, _floor(p.stds))
-            state["line"].set_color(color(activation))
+            first_draw(ax_std, ax_hist, state)
+        shown = _floor(p.stds)
+        state["line"].set_data(np.arange(1, depth + 1), shown)
+        state["line"].set_color(color(activation))
         # At least 1e-3..10 on the log axis, so a healthy signal looks flat rather than zoomed in.
-        finite = _floor(p.stds)
         ax_std.set_xlim(0, depth + 1)
-        ax_std.set_ylim(min(finite.min() / 2, 1e-3), max(finite.max() * 2, 10.0))
-        ax_std.set_title(f"std after {depth} layers: {p.stds[-1]:.3g}")
+        ax_std.set_ylim(min(shown.min() / 2, 1e-3), max(shown.max() * 2, 10.0))
+        state["std_title"].set_text(f"std after {depth} layers: {format_std(p.stds[-1])}")
         limit = _histogram_limit(p)
         edges = np.linspace(-limit, limit, bins + 1)
-        colors = _layer_colors(len(keep))
-        for i, layer in enumerate(keep):
-            frac = _fractions(p.values[layer], edges)
-            if i < len(state["stairs"]):
-                state["stairs"][i].set_data(frac, edges)
-                state["stairs"][i].set_label(f"layer {layer}")
-                state["stairs"][i].set_visible(True)
-            else:
-                state["stairs"].append(ax_hist.stairs(frac, edges, color=colors[i],
-                                                      label=f"layer {layer}"))
-        for artist in state["stairs"][len(keep):]:
-            artist.set_visible(False)
+        top = 0.0
+        for i, artist in enumerate(state["stairs"]):
+            if i < len(keep):
+                frac = _fractions(p.values[keep[i]], edges)
+                artist.set_data(frac, edges)
+                top = max(top, frac.max())
+                artist.set_label(f"layer {keep[i]}")
+            artist.set_visible(i < len(keep))
         ax_hist.set_xlim(-limit, limit)
-        top = max(a.get_data().values.max() for a in state["stairs"][:len(keep)])
         ax_hist.set_ylim(0, 1.1 * top)
-        ax_hist.legend(handles=state["stairs"][:len(keep)], loc="upper right")
-        ax_hist.set_title(label, fontsize=9)
-        if not state.get("frozen"):
-            _freeze_layout(ax_std)
-            state["frozen"] = True
+        state["hist_title"].set_text(f"layers {', '.join(map(str, keep))} (dark → light)")
+        if not state.get("pinned"):
+            _pin_layout(ax_std.figure, ax_std)
+            state["pinned"] = True
 
     return interactive_figure(draw, controls, ncols=2, figsize=(9.5, 3.6), static=static)

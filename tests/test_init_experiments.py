@@ -110,6 +110,11 @@ def test_widget_static_and_live_redraw():
     # Laid out once with room for the widest log tick labels, then frozen (faster redraws).
     assert type(box.figure.get_layout_engine()).__name__ == "PlaceHolderLayoutEngine"
     assert ax_std.get_ylim()[0] > 1e-100
+    assert ax_hist.get_title() == "layers 1, 2 (dark → light)"
+    last = ix.propagate("he", "relu", 2).stds[-1]
+    assert ax_std.get_title() == f"std after 2 layers: {ix.format_std(last)}"
+    # Axis labels and titles stay where the first layout put them (no re-measuring per redraw).
+    assert not ax_std.xaxis._autolabelpos and not ax_std._autotitlepos
 
 
 def test_format_std_is_coarse_outside_the_healthy_range():
@@ -118,3 +123,31 @@ def test_format_std_is_coarse_outside_the_healthy_range():
     assert [ix.format_std(v) for v in (0.769, 22.2, 0.078, 0.001)] == ["0.769", "22.2", "0.078",
                                                                       "0.001"]
     assert ix.format_std(0.0) == "0" and ix.format_std(float("inf")) == "inf"
+
+
+def test_widget_profile_matches_propagate():
+    # float64 paths: a homogeneous activation reuses one pass for every gain; SELU does not.
+    for activation, gain in [("relu", 1.7), ("linear", 0.6), ("selu", 1.3), ("relu", 1.0)]:
+        expected = ix.propagate("he", activation, 30, gain, keep=(1, 30))
+        got = ix.widget_profile("he", activation, 30, gain, keep=(1, 30))
+        np.testing.assert_allclose(got.stds, expected.stds, rtol=1e-10)
+        np.testing.assert_array_equal(got.saturated, expected.saturated)
+        for k in (1, 30):
+            np.testing.assert_allclose(got.values[k], expected.values[k], rtol=1e-6,
+                                       atol=1e-6 * expected.stds[k - 1])
+        assert got.limit == pytest.approx(ix._histogram_limit(expected), rel=1e-5)
+    # Other activations: the same arithmetic, the same numbers.
+    for scheme in ("xavier", "large"):
+        expected = ix.propagate(scheme, "tanh", 20, 1.2)
+        got = ix.widget_profile(scheme, "tanh", 20, 1.2)
+        np.testing.assert_array_equal(got.stds, expected.stds)
+        np.testing.assert_array_equal(got.saturated, expected.saturated)
+
+
+def test_widget_profile_extends_cached_passes_with_depth():
+    shallow = ix.widget_profile("xavier", "sigmoid", 5, 2.0)
+    deep = ix.widget_profile("xavier", "sigmoid", 40, 2.0, keep=(40,))
+    np.testing.assert_array_equal(deep.stds[:5], shallow.stds)
+    np.testing.assert_array_equal(deep.stds, ix.propagate("xavier", "sigmoid", 40, 2.0).stds)
+    with pytest.raises(ValueError, match="gain must be a positive number"):
+        ix.widget_profile("he", "relu", gain=0)
