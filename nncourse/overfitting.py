@@ -26,7 +26,7 @@ from nncourse.training import History, accuracy, train
 from nncourse.widgets import interactive_figure
 
 __all__ = ["RECIPE", "noisy_moons", "Run", "fit", "fit_digits", "table", "plot_curves",
-           "plot_boundaries", "probability_grid", "L2_GRID", "DROPOUT_GRID", "grid_runs",
+           "plot_boundaries", "probability_grid", "boundary_lines", "L2_GRID", "DROPOUT_GRID", "grid_runs",
            "explore_regularization"]
 
 #: The chapter's training recipe: a wide, deep ReLU net and full-batch SGD with momentum; gradient
@@ -195,12 +195,26 @@ def probability_grid(model: nn.Module, resolution: int = 80,
     return p.reshape(resolution, resolution)
 
 
+def boundary_lines(probs: np.ndarray) -> list[np.ndarray]:
+    """The decision boundary (the P = 0.5 level line) of a :func:`probability_grid`, as a list
+    of ``(n, 2)`` arrays of plane coordinates -- what ``ax.contour`` would draw."""
+    import contourpy
+
+    x0, x1, y0, y1 = _EXTENT
+    xs = np.linspace(x0, x1, probs.shape[1])
+    ys = np.linspace(y0, y1, probs.shape[0])
+    return list(contourpy.contour_generator(xs, ys, probs).lines(0.5))
+
+
 def _draw_boundary(ax, probs: np.ndarray, data: Dataset, points: str = "train"):
+    """Draw the probability map, the boundary and the points; returns the (image, boundary)
+    artists, so that a widget can swap their data in place."""
+    from matplotlib.collections import LineCollection
+
     im = ax.imshow(probs, origin="lower", extent=_EXTENT, cmap="RdBu_r", vmin=0, vmax=1,
                    alpha=0.45, aspect="auto", interpolation="bilinear")
     x0, x1, y0, y1 = _EXTENT
-    xx, yy = np.meshgrid(np.linspace(x0, x1, probs.shape[1]), np.linspace(y0, y1, probs.shape[0]))
-    contour = ax.contour(xx, yy, probs, levels=[0.5], colors="k", linewidths=1)
+    contour = ax.add_collection(LineCollection(boundary_lines(probs), colors="k", linewidths=1))
     X, y = (data.X_train, data.y_train) if points == "train" else (data.X_val, data.y_val)
     ax.scatter(X[:, 0], X[:, 1], c=y, cmap="RdBu_r", s=14 if points == "train" else 4,
                edgecolors="k", linewidths=0.4 if points == "train" else 0.1, vmin=0, vmax=1)
@@ -239,14 +253,16 @@ DROPOUT_GRID = (0.0, 0.5, 0.8)
 def grid_runs(epochs: int = RECIPE["epochs"], l2_grid: tuple = L2_GRID,
               dropout_grid: tuple = DROPOUT_GRID) -> dict:
     """What the widget shows for every (L2 strength, dropout rate) pair, computed once:
-    ``{(l2, p): {"probs", "train_loss", "val_loss", "train_acc", "val_acc"}}``."""
+    ``{(l2, p): {"probs", "boundary", "train_loss", "val_loss", "train_acc", "val_acc"}}``."""
     out = {}
     for l2 in l2_grid:
         for p in dropout_grid:
             r = fit(l2=l2, dropout=p, epochs=epochs)
             h = r.history
-            out[l2, p] = {"probs": probability_grid(r.model), "train_loss": h.train_loss,
-                          "val_loss": h.val_loss, "train_acc": r.train_acc, "val_acc": r.val_acc}
+            probs = probability_grid(r.model)
+            out[l2, p] = {"probs": probs, "boundary": boundary_lines(probs),
+                          "train_loss": h.train_loss, "val_loss": h.val_loss,
+                          "train_acc": r.train_acc, "val_acc": r.val_acc}
     return out
 
 
@@ -283,13 +299,9 @@ def explore_regularization(static: bool = False, epochs: int = RECIPE["epochs"],
             ax_c.set_title("loss per epoch")
             ax_c.legend(loc="lower left")
         else:
+            # swap data in place: no new artists, no contouring (boundaries are precomputed)
             state["image"].set_data(run["probs"])
-            state["contour"].remove()
-            x0, x1, y0, y1 = _EXTENT
-            n = run["probs"].shape[0]
-            xx, yy = np.meshgrid(np.linspace(x0, x1, n), np.linspace(y0, y1, n))
-            state["contour"] = ax_b.contour(xx, yy, run["probs"], levels=[0.5], colors="k",
-                                            linewidths=1)
+            state["contour"].set_segments(run["boundary"])
             state["train"].set_ydata(run["train_loss"])
             state["val"].set_ydata(run["val_loss"])
         ax_b.set_title(f"λ = {l2}, p = {p}: train {run['train_acc']:.0%}, "

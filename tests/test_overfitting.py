@@ -41,6 +41,8 @@ def test_widget_compute_and_redraw():
     image = box.figure.axes[0].images[0]
     l2_slider.value, p_slider.value = 0.01, 0.5                # observe -> redraw in place
     assert np.array_equal(image.get_array(), probs)
+    boundary = box.figure.axes[0].collections[0].get_segments()
+    assert len(boundary) == len(grid[0.01, 0.5]["boundary"])
     assert "p = 0.5" in box.figure.axes[0].get_title()
 
 
@@ -51,3 +53,18 @@ def test_dropout_run_does_not_depend_on_earlier_runs():
     O.fit(dropout=0.2, epochs=4, seed=3)
     b = O.fit(dropout=0.5, epochs=4, seed=3).history.train_loss
     assert a == b
+
+
+def test_boundary_lines_are_what_contour_draws():
+    import matplotlib.pyplot as plt
+
+    probs = O.grid_runs(3, (0.0, 0.01), (0.0, 0.5))[0.01, 0.5]["probs"]
+    x0, x1, y0, y1 = O._EXTENT
+    xs, ys = np.linspace(x0, x1, probs.shape[1]), np.linspace(y0, y1, probs.shape[0])
+    fig, ax = plt.subplots()
+    want = ax.contour(xs, ys, probs, levels=[0.5]).allsegs[0]
+    plt.close(fig)
+    got = O.boundary_lines(probs)
+    assert len(got) == len(want) >= 1
+    for a, b in zip(sorted(got, key=len), sorted(want, key=len)):
+        np.testing.assert_allclose(a, b)
