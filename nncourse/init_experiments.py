@@ -394,8 +394,9 @@ def _pin_layout(fig, ax_std) -> None:
     engine = fig.get_layout_engine()
     if engine is None or type(engine).__name__ == "PlaceHolderLayoutEngine":
         return
-    limits = ax_std.get_ylim()
+    limits, ticks = ax_std.get_ylim(), ax_std.get_yticks()
     ax_std.set_ylim(1e-120, 1e-100)  # six-character tick labels, the widest possible
+    ax_std.set_yticks(_decade_ticks(1e-120, 1e-100))
     engine.execute(fig)
     fig.set_layout_engine("none")
     fig.draw_without_rendering()  # places the axis labels for this layout
@@ -405,6 +406,16 @@ def _pin_layout(fig, ax_std) -> None:
             where = label.get_transform().transform(label.get_position())
             axis.set_label_coords(*ax.transAxes.inverted().transform(where))
     ax_std.set_ylim(limits)
+    ax_std.set_yticks(ticks)
+
+
+def _decade_ticks(low: float, high: float, most: int = 6) -> np.ndarray:
+    """Powers of ten within [low, high], every 1, 2, 5, 10, 20, 25 or 50... decades (round steps)."""
+    first, last = math.ceil(math.log10(low)), math.floor(math.log10(high))
+    span = max(last - first, 1)
+    step = next(k for k in (1, 2, 5, 10, 20, 25, 50, 100, 200) if span / k <= most - 1)
+    exponents = np.arange(math.ceil(first / step) * step, last + 1, step)
+    return 10.0 ** exponents
 
 
 def _decade_label(value: float, _pos=None) -> str:
@@ -439,7 +450,6 @@ def explore_initialization(static: bool = False, width: int = 128, batch: int = 
         _label_std_axes(ax_std)
         # Decade ticks with plain-text labels, no minor ticks: mathtext labels and minor ticks
         # were a large part of a redraw.
-        ax_std.yaxis.set_major_locator(ticker.LogLocator(base=10, numticks=7))
         ax_std.yaxis.set_major_formatter(ticker.FuncFormatter(_decade_label))
         ax_std.yaxis.set_minor_locator(ticker.NullLocator())
         ax_std.xaxis.set_major_locator(ticker.MaxNLocator(5, integer=True, steps=[1, 2, 5, 10]))
@@ -465,7 +475,9 @@ def explore_initialization(static: bool = False, width: int = 128, batch: int = 
         state["line"].set_color(color(activation))
         # At least 1e-3..10 on the log axis, so a healthy signal looks flat rather than zoomed in.
         ax_std.set_xlim(0, depth + 1)
-        ax_std.set_ylim(min(shown.min() / 2, 1e-3), max(shown.max() * 2, 10.0))
+        low, high = min(shown.min() / 2, 1e-3), max(shown.max() * 2, 10.0)
+        ax_std.set_ylim(low, high)
+        ax_std.set_yticks(_decade_ticks(low, high))
         state["std_title"].set_text(f"std after {depth} layers: {format_std(p.stds[-1])}")
         limit = _histogram_limit(p)
         edges = np.linspace(-limit, limit, bins + 1)

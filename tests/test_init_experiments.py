@@ -151,3 +151,9 @@ def test_widget_profile_extends_cached_passes_with_depth():
     np.testing.assert_array_equal(deep.stds, ix.propagate("xavier", "sigmoid", 40, 2.0).stds)
     with pytest.raises(ValueError, match="gain must be a positive number"):
         ix.widget_profile("he", "relu", gain=0)
+
+
+def test_decade_ticks_use_round_steps():
+    np.testing.assert_allclose(ix._decade_ticks(1e-3, 10), [1e-3, 1e-2, 1e-1, 1, 10])
+    np.testing.assert_allclose(ix._decade_ticks(1e-172, 1), [1e-150, 1e-100, 1e-50, 1])
+    np.testing.assert_allclose(ix._decade_ticks(1e-3, 1e154), [1, 1e50, 1e100, 1e150])
