@@ -285,8 +285,11 @@ def exercise_widgets(page: NotebookPage, artifacts: Path | None, moves: int = 3)
         if artifacts:
             box.screenshot(path=str(artifacts / f"{stem}-widget{w}-before.png"))
         for c, (kind, control) in enumerate(page.controls(box)):
-            label = box.locator(".widget-label").nth(c).inner_text() if kind == "slider" else ""
-            label = f"{kind} {c}: {label}".strip(": ")
+            klass = "widget-slider" if kind == "slider" else "widget-dropdown"
+            label = control.locator(f"xpath=ancestor::div[contains(@class, '{klass}')][1]"
+                                    "//label[contains(@class, 'widget-label')]")
+            text = label.first.inner_text().strip() if label.count() else ""
+            label = f"{kind}: {text}" if text else f"{kind} {c}"
             start_left = False
             if kind == "slider":
                 now, top = control.get_attribute("aria-valuenow"), control.get_attribute("aria-valuemax")
