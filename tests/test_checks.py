@@ -88,3 +88,8 @@ def test_scalar_mismatch_message_has_no_empty_index():
         with exercise("9.1", points=1, name="demo") as ex:
             ex.close(0.5, 0.25, "loss")
     assert str(err.value) == "Exercise 9.1 (demo): loss is wrong: expected 0.25, got 0.5."
+
+
+def test_messages_end_with_one_stop():
+    text = message(ch00.ex0_1_relu, lambda x: None)
+    assert text.endswith("did you forget a `return` statement?") and "?." not in text

@@ -88,9 +88,9 @@ class Exercise:
 
     def fail(self, message: str, hint: str | None = None):
         """Raise :class:`ExerciseError` with ``Exercise X.Y (name): message. Hint: hint``."""
-        text = f"Exercise {self.id} ({self.name}): {message.rstrip('.')}."
+        text = f"Exercise {self.id} ({self.name}): {_sentence(message)}"
         if hint:
-            text += f" Hint: {hint.rstrip('.')}."
+            text += f" Hint: {_sentence(hint)}"
         raise ExerciseError(text)
 
     def call(self, fn: Callable, *args, call: str | None = None, **kwargs):
@@ -167,6 +167,12 @@ class Exercise:
         """Fail with ``message`` unless ``condition``."""
         if not condition:
             self.fail(message, hint)
+
+
+def _sentence(text: str) -> str:
+    """End ``text`` with exactly one full stop (or its own ? or !)."""
+    text = text.rstrip().rstrip(".")
+    return text if text.endswith(("?", "!")) else text + "."
 
 
 def _fmt(x) -> str:
