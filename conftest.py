@@ -5,8 +5,10 @@
 * nbval runs kernels in this environment, with the sanitizers in tests/nbval_sanitize.cfg.
 """
 
+import json
 import os
 import tempfile
+import time
 from pathlib import Path
 
 from nncourse.notebooks import kernel_env
@@ -19,6 +21,7 @@ os.environ.update({k: v for k, v in kernel_env().items() if k.startswith(("NNCOU
                                                                           "MPLBACKEND", "PYDEVD"))})
 
 ROOT = Path(__file__).parent
+_STARTED = time.time()
 
 
 def pytest_configure(config):
@@ -33,3 +36,15 @@ def pytest_ignore_collect(collection_path, config):
     if ".ipynb_checkpoints" in collection_path.parts:
         return True
     return None
+
+
+def pytest_terminal_summary(terminalreporter):
+    # Here, not in tests/browser/conftest.py: under xdist only the controller reports, and it
+    # never loads conftest files below the root.
+    path = ROOT / "tests" / "browser" / "artifacts" / "latency.json"
+    if not path.exists() or path.stat().st_mtime < _STARTED:
+        return
+    from tests.browser.lab import latency_table
+
+    terminalreporter.section("widget latency in JupyterLab (ms, input change -> redrawn figure)")
+    terminalreporter.write_line(latency_table(json.loads(path.read_text())))

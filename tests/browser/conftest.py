@@ -1,7 +1,5 @@
 """Browser-test fixtures: one JupyterLab server and one headless Chromium for the whole module."""
 
-import json
-import time
 from pathlib import Path
 
 import pytest
@@ -9,7 +7,6 @@ import pytest
 from tests.browser import lab
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
-_STARTED = time.time()
 
 
 @pytest.fixture(scope="session")
@@ -33,11 +30,3 @@ def chromium(lab_server):
 def artifacts():
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
-
-
-def pytest_terminal_summary(terminalreporter):
-    path = ARTIFACTS / "latency.json"
-    if not path.exists() or path.stat().st_mtime < _STARTED:
-        return
-    terminalreporter.section("widget latency in JupyterLab (ms, input change -> redrawn figure)")
-    terminalreporter.write_line(lab.latency_table(json.loads(path.read_text())))
