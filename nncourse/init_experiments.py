@@ -478,7 +478,11 @@ def explore_initialization(static: bool = False, width: int = 128, batch: int = 
         low, high = min(shown.min() / 2, 1e-3), max(shown.max() * 2, 10.0)
         ax_std.set_ylim(low, high)
         ax_std.set_yticks(_decade_ticks(low, high))
-        state["std_title"].set_text(f"std after {depth} layers: {format_std(p.stds[-1])}")
+        # The weight std in the title: Xavier and LeCun coincide for square layers, and a learner
+        # who switches between them should see why nothing else moves.
+        w_std = weight_std(scheme, width, width, gain)
+        state["std_title"].set_text(f"weights std {w_std:.3g}; std after {depth} layers: "
+                                    f"{format_std(p.stds[-1])}")
         limit = _histogram_limit(p)
         edges = np.linspace(-limit, limit, bins + 1)
         top = 0.0

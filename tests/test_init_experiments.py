@@ -112,7 +112,8 @@ def test_widget_static_and_live_redraw():
     assert ax_std.get_ylim()[0] > 1e-100
     assert ax_hist.get_title() == "layers 1, 2 (dark → light)"
     last = ix.propagate("he", "relu", 2).stds[-1]
-    assert ax_std.get_title() == f"std after 2 layers: {ix.format_std(last)}"
+    w_std = ix.weight_std("he", 128, 128)
+    assert ax_std.get_title() == f"weights std {w_std:.3g}; std after 2 layers: {ix.format_std(last)}"
     # Axis labels and titles stay where the first layout put them (no re-measuring per redraw).
     assert not ax_std.xaxis._autolabelpos and not ax_std._autotitlepos
 
