@@ -94,9 +94,17 @@ def interactive_figure(draw: Callable, controls: Mapping, nrows: int = 1, ncols:
     axes = list(np.ravel(axes))
     error = W.HTML()
 
+    drawn: list[dict] = []  # the values last drawn
+
     def redraw(_change=None):
+        values = control_values(controls)
+        # One user action can change several controls (a dropdown that resets a slider): draw
+        # each distinct state once, not once per notification.
+        if drawn and drawn[-1] == values:
+            return
+        drawn[:] = [values]
         try:
-            draw(axes, state, **control_values(controls))
+            draw(axes, state, **values)
             error.value = ""
         except ValueError as exc:  # invalid combination of settings: say so, keep the last figure
             error.value = f"<span style='color:#d62728'>{exc}</span>"

@@ -62,3 +62,14 @@ def test_layout_is_computed_once_then_frozen():
     box.children[0].children[0].value = 2
     assert not isinstance(box.figure.get_layout_engine(), ConstrainedLayoutEngine)
     assert box.figure.axes[0].get_position().bounds == pos
+
+
+def test_a_control_that_resets_another_draws_once():
+    calls = []
+    kind = W.Dropdown(options=["a", "b"], value="a")
+    param = W.IntSlider(1)
+    kind.observe(lambda change: setattr(param, "value", 5), names="value")  # registered first
+    widgets.interactive_figure(lambda axes, state, kind, param: calls.append((kind, param)),
+                               {"kind": kind, "param": param})
+    kind.value = "b"
+    assert calls == [("a", 1), ("b", 5)]
