@@ -1,6 +1,8 @@
 """The check machinery and the warm-up checks: every check passes the right answer and fails,
 with a one-sentence message naming the exercise, on wrong answers and bad input."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -93,3 +95,16 @@ def test_scalar_mismatch_message_has_no_empty_index():
 def test_messages_end_with_one_stop():
     text = message(ch00.ex0_1_relu, lambda x: None)
     assert text.endswith("did you forget a `return` statement?") and "?." not in text
+
+
+def test_matches_runs_call_array_and_close(capsys):
+    with exercise("9.2", points=1, name="demo") as ex:
+        got = ex.matches(lambda x: x * 2, np.ones(3), expected=np.full(3, 2.0), call="double(x)")
+    assert got.tolist() == [2.0, 2.0, 2.0]
+    for answer, fragment in ((lambda x: x, "double(x) is wrong"),
+                             (lambda x: x[:2] * 2, "to have shape (3,), got shape (2,)"),
+                             (lambda x: (x * 2).astype(int), "to hold float values"),
+                             (lambda x: None, "double(x) returned None")):
+        with pytest.raises(ExerciseError, match=re.escape(fragment)):
+            with exercise("9.2", points=1, name="demo") as ex:
+                ex.matches(answer, np.ones(3), expected=np.full(3, 2.0), call="double(x)")

@@ -12,9 +12,10 @@ traceback into nncourse. Write a check with :func:`exercise`::
     def ex0_1_relu(relu):
         with exercise("0.1", points=1, name="relu") as ex:
             x = np.array([-2.0, 0.0, 3.0])
-            out = ex.call(relu, x, call="relu(x)")             # student errors become messages
-            out = ex.array(out, "relu(x)", shape=x.shape)       # None / type / shape / NaN
-            ex.close(out, np.maximum(x, 0), "relu(x)", hint="negative inputs map to 0")
+            # calls relu(x) (student errors become messages), checks None / type / shape / dtype /
+            # NaN, then compares with the expected values:
+            ex.matches(relu, x, expected=np.maximum(x, 0), call="relu(x)",
+                       hint="negative inputs map to 0")
 
 Anything unexpected inside the block (a student object the check did not foresee) also becomes an
 :class:`ExerciseError` naming the exercise. Per-chapter checks live in ``nncourse/checks/chNN.py``.
@@ -162,6 +163,18 @@ class Exercise:
                                  diff.shape)
             self.fail(f"{what} is wrong: at index {tuple(int(k) for k in i)} expected "
                       f"{_fmt(exp_a[i])}, got {_fmt(got_a[i])}", hint)
+
+    def matches(self, fn: Callable, *args, expected, call: str, hint: str | None = None,
+                rtol: float = 1e-5, atol: float = 1e-8, dtype: str | None = "float") -> np.ndarray:
+        """Call the student's ``fn(*args)`` and require a result equal to ``expected``.
+
+        The usual sequence in one step: :meth:`call`, then :meth:`array` (shape of ``expected``,
+        ``dtype`` kind, finite), then :meth:`close`. Returns the result as an array.
+        """
+        expected = np.asarray(expected)
+        got = self.array(self.call(fn, *args, call=call), call, shape=expected.shape, dtype=dtype)
+        self.close(got, expected, call, rtol=rtol, atol=atol, hint=hint)
+        return got
 
     def true(self, condition: bool, message: str, hint: str | None = None) -> None:
         """Fail with ``message`` unless ``condition``."""

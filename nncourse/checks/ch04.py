@@ -33,18 +33,15 @@ def ex4_1_leaky_relu(leaky_relu, leaky_relu_grad) -> None:
     with exercise("4.1", points=2, name="leaky ReLU") as ex:
         x = _inputs(41)
         for a in (0.01, 0.2):
-            call = f"leaky_relu(x, negative_slope={a})"
-            out = ex.array(ex.call(leaky_relu, x.clone(), a, call=call), call, shape=x.shape,
-                           dtype="float")
-            ex.close(out, F.leaky_relu(x, a).numpy(), call,
-                     hint="positive inputs pass unchanged, negative ones are multiplied by "
-                          "negative_slope -- use the argument, not a fixed 0.01")
-            call = f"leaky_relu_grad(x, negative_slope={a})"
-            grad = ex.array(ex.call(leaky_relu_grad, x.clone(), a, call=call), call,
-                            shape=x.shape, dtype="float")
-            ex.close(grad, _autograd(F.leaky_relu, x, negative_slope=a).numpy(), call,
-                     hint="the derivative is 1 where x > 0 and negative_slope elsewhere -- "
-                          "never 0, which is the whole point")
+            ex.matches(leaky_relu, x.clone(), a, expected=F.leaky_relu(x, a).numpy(),
+                       call=f"leaky_relu(x, negative_slope={a})",
+                       hint="positive inputs pass unchanged, negative ones are multiplied by "
+                            "negative_slope -- use the argument, not a fixed 0.01")
+            ex.matches(leaky_relu_grad, x.clone(), a,
+                       expected=_autograd(F.leaky_relu, x, negative_slope=a).numpy(),
+                       call=f"leaky_relu_grad(x, negative_slope={a})",
+                       hint="the derivative is 1 where x > 0 and negative_slope elsewhere -- "
+                            "never 0, which is the whole point")
 
 
 def ex4_2_elu_selu(elu, elu_grad, selu) -> None:
@@ -52,22 +49,14 @@ def ex4_2_elu_selu(elu, elu_grad, selu) -> None:
     with exercise("4.2", points=2, name="ELU and SELU") as ex:
         x = _inputs(42)
         for a in (1.0, 0.5):
-            call = f"elu(x, alpha={a})"
-            out = ex.array(ex.call(elu, x.clone(), a, call=call), call, shape=x.shape,
-                           dtype="float")
-            ex.close(out, F.elu(x, a).numpy(), call,
-                     hint="x for x > 0, alpha * (exp(x) - 1) otherwise; torch.expm1 computes "
-                          "exp(x) - 1 accurately")
-            call = f"elu_grad(x, alpha={a})"
-            grad = ex.array(ex.call(elu_grad, x.clone(), a, call=call), call, shape=x.shape,
-                            dtype="float")
-            ex.close(grad, _autograd(F.elu, x, alpha=a).numpy(), call,
-                     hint="1 for x > 0, alpha * exp(x) otherwise")
-        out = ex.array(ex.call(selu, x.clone(), call="selu(x)"), "selu(x)", shape=x.shape,
-                       dtype="float")
-        ex.close(out, F.selu(x).numpy(), "selu(x)",
-                 hint="selu(x) = SCALE * elu(x, ALPHA) with SCALE = 1.0507009873554805 and "
-                      "ALPHA = 1.6732632423543772 (both constants, 10 digits at least)")
+            ex.matches(elu, x.clone(), a, expected=F.elu(x, a).numpy(), call=f"elu(x, alpha={a})",
+                       hint="x for x > 0, alpha * (exp(x) - 1) otherwise; torch.expm1 computes "
+                            "exp(x) - 1 accurately")
+            ex.matches(elu_grad, x.clone(), a, expected=_autograd(F.elu, x, alpha=a).numpy(),
+                       call=f"elu_grad(x, alpha={a})", hint="1 for x > 0, alpha * exp(x) otherwise")
+        ex.matches(selu, x.clone(), expected=F.selu(x).numpy(), call="selu(x)",
+                   hint="selu(x) = SCALE * elu(x, ALPHA) with SCALE = 1.0507009873554805 and "
+                        "ALPHA = 1.6732632423543772 (both constants, 10 digits at least)")
 
 
 def ex4_3_softmax(softmax) -> None:
@@ -85,11 +74,9 @@ def ex4_3_softmax(softmax) -> None:
              torch.tensor([[1000.0, 999.0], [0.0, -1.0]], dtype=torch.float64)),
         ]
         for what, z in cases:
-            call = f"softmax({what})"
-            out = ex.call(softmax, z.clone(), call=call)
-            out = ex.array(out, call, shape=z.shape, dtype="float")
-            ex.close(out, torch.softmax(z, dim=-1).numpy(), call, rtol=1e-6, atol=1e-9,
-                     hint="subtract each row's own maximum (x.amax(dim=-1, keepdim=True)) before "
+            ex.matches(softmax, z.clone(), expected=torch.softmax(z, dim=-1).numpy(),
+                       call=f"softmax({what})", rtol=1e-6, atol=1e-9,
+                       hint="subtract each row's own maximum (x.amax(dim=-1, keepdim=True)) before "
                           "exp, then divide by the sum over the last dimension")
 
 
