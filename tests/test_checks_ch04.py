@@ -1,26 +1,20 @@
 """Each chapter 04 check passes on the reference answer and fails, with one clear sentence, on
 plausible wrong answers, None, wrong shapes and NaN."""
 
+from functools import partial
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from nncourse import activations as A
-from nncourse.checks import ExerciseError, NotAttempted
+from nncourse.checks import NotAttempted
 from nncourse.checks import ch04 as check
+from tests.check_helpers import check_fails, stub
 
 
-def fails(fn, *args, match):
-    with pytest.raises(ExerciseError, match=match) as info:
-        fn(*args)
-    message = str(info.value)
-    assert "\n" not in message and message.startswith("Exercise 4.")
-    return message
-
-
-def stub(*args, **kwargs):
-    raise NotImplementedError("Exercise: replace this line with your code")
+fails = partial(check_fails, 4)
 
 
 # --- 4.1 ----------------------------------------------------------------------------------

@@ -1,24 +1,18 @@
 """Chapter 08 checks pass on the reference answers and fail, with one clear sentence, on
 plausible wrong ones."""
 
-import re
-
 import numpy as np
 import pytest
 import torch
 
 from nncourse import regularization as R
-from nncourse.checks import ExerciseError, NotAttempted
+from nncourse.checks import NotAttempted
 from nncourse.checks import ch08 as check
+from tests.check_helpers import check_fails
 
 
 def fails(fn, answer, match):
-    with pytest.raises(ExerciseError) as info:
-        fn(answer)
-    message = str(info.value)
-    assert re.search(match, message), message
-    assert message.startswith(f"Exercise 8.") and "\n" not in message
-    return message
+    return check_fails(8, fn, answer, match=match)
 
 
 # --- 8.1 penalty ------------------------------------------------------------------------------

@@ -7,16 +7,13 @@ import torch
 from torch import nn
 
 from nncourse import pruning as P
-from nncourse.checks import ExerciseError, NotAttempted
+from nncourse.checks import NotAttempted
 from nncourse.checks import ch10 as check
+from tests.check_helpers import check_fails
 
 
 def fails(fn, answer, match):
-    with pytest.raises(ExerciseError, match=match) as info:
-        fn(answer)
-    message = str(info.value)
-    assert message.startswith("Exercise 10.") and message.count("\n") == 0
-    return message
+    return check_fails(10, fn, answer, match=match)
 
 
 # --- 10.1 -----------------------------------------------------------------------------------------
