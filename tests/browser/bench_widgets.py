@@ -1,6 +1,6 @@
 """Latency benchmark: move every widget control N times in JupyterLab and print median/p95.
 
-    .venv/bin/python -m tests.browser.bench_widgets [--moves 20] [chapters/NN_x.ipynb ...]
+    .venv/bin/python -m tests.browser.bench_widgets [--moves 20] [--raw] [chapters/NN_x.ipynb ...]
 
 Targets (COURSE_DESIGN.md): p95 <= 150 ms for widgets that only compute curves or statistics,
 <= 1.5 s for widgets that retrain a small network. A benchmark, not a test: run it on an idle
@@ -19,6 +19,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="*", type=Path)
     parser.add_argument("--moves", type=int, default=20)
+    parser.add_argument("--raw", action="store_true", help="also print every move's latency")
     args = parser.parse_args(argv)
     reason = lab.unavailable_reason()
     if reason:
@@ -34,8 +35,13 @@ def main(argv=None) -> int:
                 page = lab.NotebookPage(ctx.new_page(), server, nb.name)
                 page.open()
                 page.run_all()
-                rows += lab.exercise_widgets(page, None, moves=args.moves)
+                new = lab.exercise_widgets(page, None, moves=args.moves)
+                rows += new
                 page.page.close()
+                if args.raw:
+                    for r in new:
+                        print(f"{nb.name} {r['widget']} {r['control']}:",
+                              " ".join(f"{x:.0f}" for x in r["latencies_ms"]))
                 print(lab.latency_table([r for r in rows if r["notebook"] == nb.name]), flush=True)
     finally:
         server.stop()

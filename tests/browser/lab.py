@@ -135,8 +135,12 @@ def browser(user_data_dir: Path):
             ctx.close()
 
 
-# Resolves with the ms between the next keydown/change on the control and the figure's canvas
-# pixels changing (polled every animation frame), or -1 after the timeout.
+# Resolves with the ms between the next keydown/change on the control and the first animation
+# frame after the figure's visible canvas received new pixels, or -1 after the timeout. The
+# canvas is watched by wrapping drawImage (how ipympl paints a frame), not by encoding the
+# canvases on every frame: that encoding blocked the page for several ms per frame and was
+# counted in the latency it measured. Pixels are compared once per drawImage, after the time
+# is taken, so a redraw that leaves the figure unchanged does not count.
 _WATCH = """
 ([box, timeoutMs]) => {
   const canvases = () => Array.from(box.querySelectorAll('canvas'));
@@ -148,13 +152,23 @@ _WATCH = """
   box.addEventListener('change', mark, {capture: true, once: true});
   box.addEventListener('input', mark, {capture: true, once: true});
   window.__nnc_result = new Promise(resolve => {
-    const start = performance.now();
-    const tick = () => {
-      if (window.__nnc_t0 !== null && snap() !== before) { resolve(performance.now() - window.__nnc_t0); return; }
-      if (performance.now() - start > timeoutMs) { resolve(-1); return; }
-      requestAnimationFrame(tick);
+    const proto = CanvasRenderingContext2D.prototype;
+    const original = proto.drawImage;
+    let done = false, pending = false;
+    const finish = value => { if (!done) { done = true; proto.drawImage = original; resolve(value); } };
+    proto.drawImage = function (...args) {
+      const out = original.apply(this, args);
+      if (!done && !pending && window.__nnc_t0 !== null && box.contains(this.canvas)) {
+        pending = true;
+        requestAnimationFrame(() => {
+          const ms = performance.now() - window.__nnc_t0;
+          pending = false;
+          if (snap() !== before) finish(ms);
+        });
+      }
+      return out;
     };
-    requestAnimationFrame(tick);
+    setTimeout(() => finish(-1), timeoutMs);
   });
 }
 """
