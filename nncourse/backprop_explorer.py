@@ -87,7 +87,10 @@ def training_run(width: int = 8, lr: float = 1.0, epochs: int = 500, seed: int =
 def plot_boundary(ax, prob: np.ndarray, extent, X: np.ndarray, y: np.ndarray):
     """Shade P(class 1) over the plane (red = 1, blue = 0) and scatter the points; return the image."""
     im = ax.imshow(prob, origin="lower", extent=extent, cmap="RdBu_r", vmin=0, vmax=1, alpha=0.45,
-                   aspect="auto", interpolation="bilinear")
+                   aspect="auto", interpolation="bilinear", zorder=1)
+    # Ticks under the map (there are no gridlines here, so nothing changes to the eye): a widget
+    # then repaints the map without repainting the axes.
+    ax.set_axisbelow(True)
     # vmin/vmax beyond the labels keep the points a lighter red/blue than the darkest shading
     ax.scatter(X[:, 0], X[:, 1], c=y, cmap="RdBu_r", vmin=-0.6, vmax=1.6, s=8, edgecolors="k",
                linewidths=0.3)
@@ -157,21 +160,7 @@ def explore_training(static: bool = False):
         state["marker"].set_xdata([epoch, epoch])
         axes[0].set_title(f"epoch {epoch}: validation accuracy {h.val_acc[epoch]:.1%}")
         axes[1].set_title(f"width {width}, lr {lr}: train loss {h.train_loss[epoch]:.3f}")
-        if not state.get("frozen"):
-            _freeze_layout(axes[0].figure)
-            state["frozen"] = True
 
     return interactive_figure(draw, controls, ncols=2, figsize=(9, 3.6), static=static)
 
 
-def _freeze_layout(fig) -> None:
-    """Lay the figure out once, then keep the axes where they are.
-
-    Constrained layout measures every tick label and title on each draw -- about half the time
-    of a redraw here. Only titles and image data change when a slider moves, so one layout is
-    enough.
-    """
-    engine = fig.get_layout_engine()
-    if engine is not None and engine.__class__.__name__ != "PlaceHolderLayoutEngine":
-        engine.execute(fig)
-        fig.set_layout_engine("none")

@@ -317,7 +317,7 @@ def explore_gradients(static: bool = False, depth: int = 15, activation: str = "
     """
     import ipywidgets as W
 
-    from nncourse.widgets import interactive_figure
+    from nncourse.widgets import interactive_figure, set_limits
 
     controls = {
         "depth": W.IntSlider(value=depth, min=2, max=40, description="hidden layers",
@@ -348,8 +348,7 @@ def explore_gradients(static: bool = False, depth: int = 15, activation: str = "
             ax.axhline(1e-3, color="gray", ls=":", lw=1)    # diagnose()'s min_norm
         state["line"].set_data(x, shown)
         state["line"].set_color(color(activation))
-        ax.set_xlim(0.5, len(norms) + 0.5)
-        ax.set_ylim(*_decade_limits(norms))
+        set_limits(ax, xlim=(0.5, len(norms) + 0.5), ylim=_decade_limits(norms))
         ax.set_title(f"{activation}, {depth} hidden layers, weights std = {scale}/√fan_in\n"
                      f"{diagnose(norms)}: first/last layer = {first_last_ratio(norms):.1e}")
 

@@ -31,7 +31,7 @@ from nncourse.data import Dataset, load_circles
 from nncourse.models import make_mlp
 from nncourse.plotting import color
 from nncourse.training import History, evaluate, train
-from nncourse.widgets import interactive_figure
+from nncourse.widgets import freeze_layout, interactive_figure
 
 __all__ = ["REFERENCE", "RECIPES", "CirclesRun", "circles", "circles_model", "train_circles",
            "compare_on_circles", "unit_spread", "ACTIVATIONS", "SCHEMES", "weight_std",
@@ -385,26 +385,16 @@ def widget_profile(scheme: str, activation: str, depth: int = 50, gain: float = 
 
 
 def _pin_layout(fig, ax_std) -> None:
-    """Lay the figure out once, then keep axes, axis labels and titles where they are.
-
-    Constrained layout, the placement of axis labels and of titles measure every tick label on each
-    draw: most of a redraw's time here. The layout is computed with the widest tick labels the
-    log axis can show (1e-120), so later redraws fit without it.
-    """
+    """Lay the figure out once with the widest tick labels the log axis can show (1e-120), then
+    keep axes and axis labels there (:func:`~nncourse.widgets.freeze_layout`): later redraws fit
+    without re-measuring."""
     engine = fig.get_layout_engine()
     if engine is None or type(engine).__name__ == "PlaceHolderLayoutEngine":
         return
     limits, ticks = ax_std.get_ylim(), ax_std.get_yticks()
     ax_std.set_ylim(1e-120, 1e-100)  # six-character tick labels, the widest possible
     ax_std.set_yticks(_decade_ticks(1e-120, 1e-100))
-    engine.execute(fig)
-    fig.set_layout_engine("none")
-    fig.draw_without_rendering()  # places the axis labels for this layout
-    for ax in fig.axes:
-        for axis in (ax.xaxis, ax.yaxis):
-            label = axis.label
-            where = label.get_transform().transform(label.get_position())
-            axis.set_label_coords(*ax.transAxes.inverted().transform(where))
+    freeze_layout(fig)
     ax_std.set_ylim(limits)
     ax_std.set_yticks(ticks)
 
@@ -478,11 +468,11 @@ def explore_initialization(static: bool = False, width: int = 128, batch: int = 
         low, high = min(shown.min() / 2, 1e-3), max(shown.max() * 2, 10.0)
         ax_std.set_ylim(low, high)
         ax_std.set_yticks(_decade_ticks(low, high))
-        # The weight std in the title: Xavier and LeCun coincide for square layers, and a learner
-        # who switches between them should see why nothing else moves.
+        # The scheme and its weight std in the title: Xavier and LeCun coincide for square
+        # layers, and a learner who switches between them should see why nothing else moves.
         w_std = weight_std(scheme, width, width, gain)
-        state["std_title"].set_text(f"weights std {w_std:.3g}; std after {depth} layers: "
-                                    f"{format_std(p.stds[-1])}")
+        state["std_title"].set_text(f"{SCHEMES[scheme].split(':')[0]} weights (std {w_std:.3g}) "
+                                    f"→ layer {depth}: std {format_std(p.stds[-1])}")
         limit = _histogram_limit(p)
         edges = np.linspace(-limit, limit, bins + 1)
         top = 0.0

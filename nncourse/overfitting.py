@@ -212,7 +212,10 @@ def _draw_boundary(ax, probs: np.ndarray, data: Dataset, points: str = "train"):
     from matplotlib.collections import LineCollection
 
     im = ax.imshow(probs, origin="lower", extent=_EXTENT, cmap="RdBu_r", vmin=0, vmax=1,
-                   alpha=0.45, aspect="auto", interpolation="bilinear")
+                   alpha=0.45, aspect="auto", interpolation="bilinear", zorder=1)
+    # Ticks under the map (there are no gridlines here, so nothing changes to the eye): a widget
+    # then repaints the map without repainting the axes.
+    ax.set_axisbelow(True)
     x0, x1, y0, y1 = _EXTENT
     contour = ax.add_collection(LineCollection(boundary_lines(probs), colors="k", linewidths=1))
     X, y = (data.X_train, data.y_train) if points == "train" else (data.X_val, data.y_val)

@@ -253,6 +253,9 @@ def explore_sparsity(static: bool = False, seed: int = 0):
             state["hist"] = ax_hist.stairs(np.maximum(row["hist"], 0.5), edges, baseline=0.5,
                                            fill=True, alpha=0.7)
             ax_hist.set_yscale("log")
+            # gridlines behind the bars: the widget then repaints the bars, not the axes
+            ax_hist.set_axisbelow(True)
+            ax_layer.set_axisbelow(True)
             ax_hist.set_ylim(0.5, 3e4)
             ax_hist.set_yticks([1, 10, 100, 1000, 10000])
             ax_hist.yaxis.set_minor_locator(NullLocator())  # fewer ticks: a faster redraw
@@ -275,11 +278,5 @@ def explore_sparsity(static: bool = False, seed: int = 0):
         for bar, v in zip(state["bars"], row["per_layer"]):
             bar.set_height(v)
             bar.set_color(color(LABELS[key]))
-        # The layout is computed on the first render; later redraws keep it (half the redraw
-        # time goes to constrained layout otherwise). Static figures are drawn once anyway.
-        state["calls"] = state.get("calls", 0) + 1
-        fig = ax_acc.figure
-        if state["calls"] == 2 and fig.get_layout_engine() is not None:
-            fig.set_layout_engine("none")
 
     return interactive_figure(draw, controls, nrows=1, ncols=3, figsize=(11, 3.4), static=static)

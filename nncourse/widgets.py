@@ -14,21 +14,28 @@ A chapter widget is a function in the chapter's module built on :func:`interacti
 
 ``explore_depth(static=True)`` draws the default state as an ordinary inline figure (what GitHub,
 printed HTML and nbval see); ``explore_depth()`` returns a live widget whose figure is an ipympl
-canvas updated in place with ``draw_idle`` -- no re-rendering of the whole output, which is what
-keeps a slider near the browser's ~100 ms floor. The layout is computed once, for the first
-state, and then frozen. Use ``continuous_update=False`` on sliders whose
-``draw`` retrains a network.
+canvas. What keeps a slider fast (measured by ``tests/browser/bench_widgets.py``):
+
+* the kernel renders and sends the new frame as soon as a control changes (no extra round trip);
+* only what ``draw`` changed is repainted, over a cached picture of the rest (:class:`_Layers`):
+  change artists with ``set_*`` calls, and keep axes limits fixed where you can -- new limits
+  (use :func:`set_limits`, which skips unchanged ones) mean a full redraw;
+* the layout is computed once, for the first state, and then frozen (:func:`freeze_layout`).
+
+Use ``continuous_update=False`` on sliders whose ``draw`` retrains a network.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.layout_engine import PlaceHolderLayoutEngine
 
-__all__ = ["interactive_figure", "control_values"]
+__all__ = ["interactive_figure", "control_values", "freeze_layout", "set_limits"]
 
 
 def control_values(controls: Mapping) -> dict:
@@ -36,11 +43,126 @@ def control_values(controls: Mapping) -> dict:
     return {name: w.value for name, w in controls.items()}
 
 
+class _Layers:
+    """Redraw a figure by repainting only the artists that change, over a cached background.
+
+    A widget's ``draw`` swaps data into a few artists (``set_data``, ``set_text``, ...) and leaves
+    the rest -- axes, ticks, labels, legends -- alone; matplotlib marks what it changed as stale.
+    The artists seen to change ("dynamic") and everything drawn after the first of them in the
+    same axes (or, for figure-level artists such as a suptitle, in the figure) form the overlay.
+    The background is the figure rendered without the overlay; a frame is the background copied
+    back plus the overlay drawn in matplotlib's own order, so it is the same picture as a full
+    redraw at a fraction of the cost (ticks and text are most of a redraw).
+
+    A full redraw happens whenever that would not hold: on the first frame, when the renderer,
+    an axes' limits, scale or position change, or when an artist outside the overlay changes (it
+    joins the dynamic set). Assumed, as in ``interactive_figure``'s grid of subplots: axes do not
+    overlap. Changing an artist's data in place, without a ``set_*`` call, is invisible to this
+    -- as it is to matplotlib's own stale tracking.
+    """
+
+    def __init__(self, fig: Figure):
+        self.fig = fig
+        self.dynamic: set = set()
+        self.overlay: list = []  # artists drawn over the background, in drawing order
+        self.background = None
+        self.key = None
+        self.frames = {"fast": 0, "full": 0}
+
+    def _key(self, renderer) -> tuple:
+        return (id(renderer), renderer.width, renderer.height, self.fig.dpi,
+                tuple((ax.get_position().bounds, tuple(ax.viewLim.bounds), ax.get_xscale(),
+                       ax.get_yscale(), ax.get_visible()) for ax in self.fig.axes))
+
+    @staticmethod
+    def _in_order(container) -> list:
+        """What ``container`` (Figure or Axes) draws, in its order: children sorted stably by
+        zorder, as ``Figure.draw`` and ``Axes.draw`` do."""
+        from operator import attrgetter
+
+        artists = [a for a in container.get_children() if a is not container.patch]
+        if hasattr(container, "spines"):  # an Axes
+            if not (container.axison and container.get_frame_on()):
+                artists = [a for a in artists if a not in container.spines.values()]
+            if not container.axison:
+                artists = [a for a in artists if a not in (container.xaxis, container.yaxis)]
+        return sorted(artists, key=attrgetter("zorder"))
+
+    def _changed(self) -> set:
+        """Artists changed since the last frame (figure-level ones and the axes' children)."""
+        found = {a for a in self.fig.get_children()
+                 if a is not self.fig.patch and a not in self.fig.axes and a.stale}
+        for ax in self.fig.axes:
+            found |= {a for a in ax.get_children() if a is not ax.patch and a.stale}
+        return found
+
+    def _build_overlay(self) -> list:
+        axes_overlay = {}
+        for ax in self.fig.axes:
+            artists = self._in_order(ax)
+            first = next((i for i, a in enumerate(artists) if a in self.dynamic), None)
+            if first is not None:
+                axes_overlay[ax] = artists[first:]
+        overlay, started = [], False
+        for a in self._in_order(self.fig):
+            started = started or a in axes_overlay or a in self.dynamic
+            if started:
+                overlay += axes_overlay.get(a, []) if a in self.fig.axes else [a]
+        return [a for a in overlay if not a.get_animated()]
+
+    def render(self, canvas) -> str:
+        """Render the current state into ``canvas``'s Agg buffer; return "fast" or "full"."""
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        renderer = canvas.get_renderer()
+        changed = self._changed()
+        fast = (self.background is not None and changed <= set(self.overlay)
+                and self._key(renderer) == self.key)
+        if fast:
+            renderer.restore_region(self.background)
+        else:
+            if self.background is not None:  # on the first frame everything is new, not "changing"
+                self.dynamic |= changed
+            self.overlay = self._build_overlay()
+            self.dynamic &= set(self.overlay)  # forget artists that were removed
+            for a in self.overlay:
+                a.set_animated(True)  # Figure.draw and Axes.draw skip these; no stale flag is set
+            try:
+                FigureCanvasAgg.draw(canvas)
+            finally:
+                for a in self.overlay:
+                    a.set_animated(False)
+            renderer = canvas.get_renderer()
+            self.background = renderer.copy_from_bbox(self.fig.bbox)
+            self.key = self._key(renderer)
+        for a in self.overlay:
+            a.draw(renderer)
+        # Everything on screen is now current: what changes before the next frame is stale again.
+        for a in self.fig.get_children():
+            a.stale = False
+        for ax in self.fig.axes:
+            for a in ax.get_children():
+                a.stale = False
+        kind = "fast" if fast else "full"
+        self.frames[kind] += 1
+        return kind
+
+
 def _live_canvas(fig: Figure):
-    """An ipympl canvas widget for ``fig`` that does not touch pyplot's global state."""
+    """An ipympl canvas widget for ``fig`` that redraws through :class:`_Layers` and does not
+    touch pyplot's global state."""
     from ipympl.backend_nbagg import Canvas, FigureManager
 
-    canvas = Canvas(fig)
+    class LayeredCanvas(Canvas):
+        def draw(self):
+            self._png_is_old = True
+            try:
+                self.layers.render(self)
+            finally:
+                self.manager.refresh_all()  # send the changed pixels to the browser
+
+    canvas = LayeredCanvas(fig)
+    canvas.layers = _Layers(fig)
     FigureManager(canvas, 0)
     canvas.header_visible = False
     canvas.footer_visible = False
@@ -48,6 +170,36 @@ def _live_canvas(fig: Figure):
     canvas.resizable = False
     canvas.capture_scroll = False
     return canvas
+
+
+def freeze_layout(fig: Figure) -> None:
+    """Lay ``fig`` out once, for what it shows now, and keep axes and axis labels there.
+
+    Re-running constrained layout and re-placing each axis label beside its tick labels
+    measure every tick label on each draw: most of a redraw's time. The axes should not jump
+    around while a slider moves anyway. A widget whose tick labels grow (a log axis reaching
+    1e-120) lays out with its widest labels first and calls this itself.
+    """
+    fig.draw_without_rendering()
+    fig.set_layout_engine("none")
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            label = axis.label
+            where = label.get_transform().transform(label.get_position())
+            axis.set_label_coords(*ax.transAxes.inverted().transform(where))
+
+
+def set_limits(ax, xlim: tuple[float, float] | None = None,
+               ylim: tuple[float, float] | None = None) -> None:
+    """Set ``ax``'s x/y limits, but only those that differ from the current ones.
+
+    ``set_xlim`` marks the axis for repainting even when the limits stay the same, which turns
+    a widget's cheap redraw (new data over a cached background) into a full one.
+    """
+    if xlim is not None and tuple(ax.get_xlim()) != tuple(xlim):
+        ax.set_xlim(xlim)
+    if ylim is not None and tuple(ax.get_ylim()) != tuple(ylim):
+        ax.set_ylim(ylim)
 
 
 def interactive_figure(draw: Callable, controls: Mapping, nrows: int = 1, ncols: int = 1,
@@ -86,7 +238,10 @@ def interactive_figure(draw: Callable, controls: Mapping, nrows: int = 1, ncols:
         return None
 
     fig = Figure(figsize=figsize or plt.rcParams["figure.figsize"], layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False, **subplot_kw)
+    # Titles stay at the top edge of their axes (y = 1) instead of being re-placed above the
+    # tick labels on every draw, which measures them all; nothing is drawn above these axes.
+    with mpl.rc_context({"axes.titley": 1.0}):
+        axes = fig.subplots(nrows, ncols, squeeze=False, **subplot_kw)
     if title:
         fig.suptitle(title)
     canvas = _live_canvas(fig)
@@ -108,15 +263,19 @@ def interactive_figure(draw: Callable, controls: Mapping, nrows: int = 1, ncols:
             error.value = ""
         except ValueError as exc:  # invalid combination of settings: say so, keep the last figure
             error.value = f"<span style='color:#d62728'>{exc}</span>"
-        canvas.draw_idle()
+        if canvas.syncing_data_url:  # no browser view yet: let it ask for a frame when it opens
+            canvas.draw_idle()
+        else:
+            # Render and send now rather than asking the browser to ask for a frame (one round
+            # trip less). ipywidgets sends a control's next value only once the kernel is idle
+            # again, so a dragged slider cannot queue up frames.
+            canvas.draw()
 
     for w in controls.values():
         w.observe(redraw, names="value")
     redraw()
-    # Lay the figure out once, for its first state; re-running constrained layout on every
-    # slider move costs about half of a redraw, and the axes should not jump around anyway.
-    fig.draw_without_rendering()
-    fig.set_layout_engine("none")
+    if not isinstance(fig.get_layout_engine(), PlaceHolderLayoutEngine):  # draw() may have done it
+        freeze_layout(fig)
     box = W.VBox([W.HBox(list(controls.values()), layout=W.Layout(flex_flow="row wrap")), error,
                   canvas])
     box.figure = fig  # for tests and for learners who want to save it

@@ -113,7 +113,12 @@ def test_widget_static_and_live_redraw():
     assert ax_hist.get_title() == "layers 1, 2 (dark → light)"
     last = ix.propagate("he", "relu", 2).stds[-1]
     w_std = ix.weight_std("he", 128, 128)
-    assert ax_std.get_title() == f"weights std {w_std:.3g}; std after 2 layers: {ix.format_std(last)}"
+    assert ax_std.get_title() == f"He weights (std {w_std:.3g}) → layer 2: std {ix.format_std(last)}"
+    scheme.value = "lecun"
+    lecun = ax_std.get_title()
+    scheme.value = "xavier"  # the same std for square layers: the title still tells them apart
+    assert lecun.startswith("LeCun weights") and ax_std.get_title().startswith("Xavier weights")
+    assert lecun.split(" (")[1] == ax_std.get_title().split(" (")[1]
     # Axis labels and titles stay where the first layout put them (no re-measuring per redraw).
     assert not ax_std.xaxis._autolabelpos and not ax_std._autotitlepos
 

@@ -1,11 +1,18 @@
+import importlib
+import inspect
+import pkgutil
+
 import ipywidgets as W
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 
 import pytest  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.layout_engine import ConstrainedLayoutEngine  # noqa: E402
 
+import nncourse  # noqa: E402
 from nncourse import tour, widgets  # noqa: E402
 
 
@@ -73,3 +80,141 @@ def test_a_control_that_resets_another_draws_once():
                                {"kind": kind, "param": param})
     kind.value = "b"
     assert calls == [("a", 1), ("b", 5)]
+
+
+# --- fast redraws: new data over a cached background ------------------------------------------
+
+def _pixels(canvas):
+    return np.asarray(canvas.get_renderer().buffer_rgba()).copy()
+
+
+def _full_redraw(canvas):
+    """What matplotlib itself draws for the figure's current state."""
+    FigureCanvasAgg.draw(canvas)
+    return _pixels(canvas)
+
+
+def _step(control, i: int) -> None:
+    """Move a control one step (back and forth, so every value is a real change)."""
+    options = getattr(control, "options", None)
+    if options:
+        values = [o[1] if isinstance(o, tuple) else o for o in options]
+        j = values.index(control.value)
+        control.value = values[(j + (1 if (i // 3) % 2 == 0 else -1)) % len(values)]
+    else:
+        up = control.value + control.step
+        control.value = up if up <= control.max else control.min
+
+
+def _toy_widget():
+    def draw(axes, state, a):
+        ax = axes[0]
+        if "line" not in state:
+            state["line"], = ax.plot([0, 1], [0, a], lw=3, label="line")
+            ax.set_xlim(0, 1)
+            ax.set_ylim(0, 10)
+            ax.legend(loc="center")  # drawn over the line: the overlay must repaint it too
+            ax.set_xlabel("x")
+        state["line"].set_ydata([0, a])
+        ax.set_title(f"a = {a}")
+
+    return widgets.interactive_figure(draw, {"a": W.IntSlider(5, 0, 10)})
+
+
+def _toy_widget_after_a_change():
+    """The toy widget once its first frame and a frame after a change are drawn: it knows
+    which artists change."""
+    box = _toy_widget()
+    canvas = box.figure.canvas
+    canvas.draw()
+    box.children[0].children[0].value = 6
+    canvas.draw()
+    return box, canvas, box.figure.axes[0]
+
+
+def test_a_fast_frame_is_the_same_picture_as_a_full_redraw():
+    box = _toy_widget()
+    canvas, slider = box.figure.canvas, box.children[0].children[0]
+    canvas.draw()
+    for value in (6, 7, 2, 9):
+        slider.value = value
+        canvas.draw()
+        assert np.array_equal(_pixels(canvas), _full_redraw(canvas))
+    # first frame, then one to learn what changes; every later frame repaints only that
+    assert canvas.layers.frames == {"full": 2, "fast": 3}
+    line, legend = box.figure.axes[0].get_lines()[0], box.figure.axes[0].get_legend()
+    overlay = canvas.layers.overlay
+    assert line in overlay and legend in overlay
+    assert box.figure.axes[0].xaxis not in overlay and box.figure.axes[0].yaxis not in overlay
+
+
+def test_new_limits_or_a_new_artist_force_a_full_redraw():
+    box, canvas, ax = _toy_widget_after_a_change()
+    assert canvas.layers.render(canvas) == "fast"
+    ax.set_ylim(0, 20)
+    assert canvas.layers.render(canvas) == "full"
+    assert np.array_equal(_pixels(canvas), _full_redraw(canvas))
+    ax.axhline(3, color="r")
+    assert canvas.layers.render(canvas) == "full"
+    assert np.array_equal(_pixels(canvas), _full_redraw(canvas))
+    box.figure.suptitle("changed")
+    assert canvas.layers.render(canvas) == "full"
+    assert np.array_equal(_pixels(canvas), _full_redraw(canvas))
+
+
+def test_set_limits_leaves_unchanged_limits_alone():
+    box, canvas, ax = _toy_widget_after_a_change()
+    widgets.set_limits(ax, xlim=(0, 1), ylim=(0, 10))
+    assert canvas.layers.render(canvas) == "fast"
+    widgets.set_limits(ax, ylim=(0, 12))
+    assert ax.get_ylim() == (0, 12)
+    assert canvas.layers.render(canvas) == "full"
+
+
+def test_with_a_browser_view_open_a_change_is_rendered_at_once():
+    box = _toy_widget()
+    canvas = box.figure.canvas
+    slider = box.children[0].children[0]
+    slider.value = 6  # no view yet: the browser asks for a frame when it opens
+    assert canvas.layers.frames == {"full": 0, "fast": 0}
+    canvas.syncing_data_url = False  # what ipympl records when a view has initialized
+    slider.value = 7
+    assert sum(canvas.layers.frames.values()) == 1
+
+
+def _course_widgets():
+    """Every ``explore_*`` function of the nncourse modules: the chapters' widgets."""
+    found = []
+    for info in pkgutil.iter_modules(nncourse.__path__):
+        if info.ispkg or info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"nncourse.{info.name}")
+        found += [pytest.param(f, id=f"{info.name}.{name}")
+                  for name, f in inspect.getmembers(module, inspect.isfunction)
+                  if name.startswith("explore_") and f.__module__ == module.__name__]
+    return found
+
+
+#: Widgets that only swap precomputed data into fixed axes: after the first frames, every frame
+#: should be a fast one. (The others rescale their axes on most moves.)
+SWAP_ONLY = {"explore_learning_rate", "explore_training", "explore_activation",
+             "explore_regularization", "explore_sparsity"}
+
+
+def test_the_course_has_widgets():
+    assert len(_course_widgets()) >= 7
+
+
+@pytest.mark.parametrize("explore", _course_widgets())
+def test_every_course_widget_redraws_the_same_picture_fast_or_full(explore):
+    box = explore()
+    canvas = box.figure.canvas
+    controls = list(box.children[0].children)
+    canvas.draw()
+    for i in range(4 * len(controls)):
+        _step(controls[(i // 4) % len(controls)], i)
+        canvas.draw()
+        assert np.array_equal(_pixels(canvas), _full_redraw(canvas)), (
+            f"frame {i} ({canvas.layers.frames}) differs from a full redraw")
+    if explore.__name__ in SWAP_ONLY:
+        assert canvas.layers.frames["fast"] >= 4 * len(controls) - 2, canvas.layers.frames
