@@ -384,19 +384,22 @@ def widget_profile(scheme: str, activation: str, depth: int = 50, gain: float = 
                    limit)
 
 
-def _pin_layout(fig, ax_std) -> None:
-    """Lay the figure out once with the widest tick labels the log axis can show (1e-120), then
-    keep axes and axis labels there (:func:`~nncourse.widgets.freeze_layout`): later redraws fit
-    without re-measuring."""
+def _pin_layout(fig, ax_std, ax_hist) -> None:
+    """Lay the figure out once with the widest tick labels the axes can show -- 1e-120 on the
+    log axis, a label on the histogram's right edge (-0.30 ... 0.30) -- then keep axes and axis
+    labels there (:func:`~nncourse.widgets.freeze_layout`): later redraws fit without
+    re-measuring."""
     engine = fig.get_layout_engine()
     if engine is None or type(engine).__name__ == "PlaceHolderLayoutEngine":
         return
-    limits, ticks = ax_std.get_ylim(), ax_std.get_yticks()
+    limits, ticks, hist_limits = ax_std.get_ylim(), ax_std.get_yticks(), ax_hist.get_xlim()
     ax_std.set_ylim(1e-120, 1e-100)  # six-character tick labels, the widest possible
     ax_std.set_yticks(_decade_ticks(1e-120, 1e-100))
+    ax_hist.set_xlim(-0.3, 0.3)
     freeze_layout(fig)
     ax_std.set_ylim(limits)
     ax_std.set_yticks(ticks)
+    ax_hist.set_xlim(hist_limits)
 
 
 def _decade_ticks(low: float, high: float, most: int = 6) -> np.ndarray:
@@ -487,7 +490,7 @@ def explore_initialization(static: bool = False, width: int = 128, batch: int = 
         ax_hist.set_ylim(0, 1.1 * top)
         state["hist_title"].set_text(f"layers {', '.join(map(str, keep))} (dark → light)")
         if not state.get("pinned"):
-            _pin_layout(ax_std.figure, ax_std)
+            _pin_layout(ax_std.figure, ax_std, ax_hist)
             state["pinned"] = True
 
     return interactive_figure(draw, controls, ncols=2, figsize=(9.5, 3.6), static=static)
