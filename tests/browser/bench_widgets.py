@@ -1,6 +1,9 @@
 """Latency benchmark: move every widget control N times in JupyterLab and print median/p95.
 
-    .venv/bin/python -m tests.browser.bench_widgets [--moves 20] [--raw] [chapters/NN_x.ipynb ...]
+    .venv/bin/python -m tests.browser.bench_widgets [--moves 20] [--raw] [--drag] [chapters/NN_x.ipynb ...]
+
+``--drag`` also drags every slider across its track and back with the mouse (about 2 s) and
+prints how many frames the figure showed and when the last one came relative to the mouse-up.
 
 Targets (COURSE_DESIGN.md): p95 <= 150 ms for widgets that only compute curves or statistics,
 <= 1.5 s for widgets that retrain a small network. A benchmark, not a test: run it on an idle
@@ -20,6 +23,7 @@ def main(argv=None) -> int:
     parser.add_argument("notebooks", nargs="*", type=Path)
     parser.add_argument("--moves", type=int, default=20)
     parser.add_argument("--raw", action="store_true", help="also print every move's latency")
+    parser.add_argument("--drag", action="store_true", help="also drag every slider")
     args = parser.parse_args(argv)
     reason = lab.unavailable_reason()
     if reason:
@@ -28,7 +32,7 @@ def main(argv=None) -> int:
     notebooks = [p.resolve() for p in args.notebooks] or lab.widget_notebooks()
     server = lab.LabServer(notebooks)
     server.start()
-    rows = []
+    rows, drags = [], []
     try:
         with tempfile.TemporaryDirectory() as profile, lab.browser(Path(profile)) as ctx:
             for nb in notebooks:
@@ -36,6 +40,8 @@ def main(argv=None) -> int:
                 page.open()
                 page.run_all()
                 new = lab.exercise_widgets(page, None, moves=args.moves)
+                if args.drag:
+                    drags += lab.drag_sliders(page)
                 rows += new
                 page.page.close()
                 if args.raw:
@@ -46,6 +52,8 @@ def main(argv=None) -> int:
     finally:
         server.stop()
     print("\nall widgets:\n" + lab.latency_table(rows))
+    if drags:
+        print("\nslider drags:\n" + lab.drag_table(drags))
     return 0
 
 

@@ -254,6 +254,76 @@ class NotebookPage:
         return float(self.page.evaluate("() => window.__nnc_result"))
 
 
+# Records when the figure's visible canvas gets new pixels (for drag_sliders).
+_COUNT_FRAMES = """
+([box]) => {
+  window.__nnc_frames = [];
+  const proto = CanvasRenderingContext2D.prototype;
+  if (!window.__nnc_drawImage) window.__nnc_drawImage = proto.drawImage;
+  const original = window.__nnc_drawImage;
+  proto.drawImage = function (...args) {
+    const out = original.apply(this, args);
+    if (box.contains(this.canvas)) window.__nnc_frames.push(performance.now());
+    return out;
+  };
+}
+"""
+
+
+def drag_sliders(page: NotebookPage, sweep_ms: int = 2000, steps: int = 40) -> list[dict]:
+    """Drag every slider handle of every widget across its track and back with the mouse.
+
+    Returns per slider the frames the figure showed during the drag and how long after the
+    mouse-up the last one came: a drag must be followed, and must not leave a queue of stale
+    frames to play after the learner lets go.
+    """
+    p, rows = page.page, []
+    for w, box in enumerate(page.widget_boxes()):
+        box.scroll_into_view_if_needed()
+        for handle in box.locator(".widget-slider .noUi-handle").all():
+            track = handle.locator("xpath=ancestor::div[contains(@class, 'noUi-target')][1]")
+            label = handle.locator("xpath=ancestor::div[contains(@class, 'widget-slider')][1]"
+                                   "//label[contains(@class, 'widget-label')]").first
+            if track.get_attribute("disabled") is not None:  # e.g. an activation without parameter
+                continue
+            t, h = track.bounding_box(), handle.bounding_box()
+            y = h["y"] + h["height"] / 2
+            p.evaluate(_COUNT_FRAMES, [box.element_handle()])
+            p.mouse.move(h["x"] + h["width"] / 2, y)
+            p.mouse.down()
+            start = p.evaluate("performance.now()")
+            half = steps // 2
+            for k in range(steps + 1):
+                frac = k / half if k <= half else (steps - k) / half
+                p.mouse.move(t["x"] + frac * t["width"], y)
+                p.wait_for_timeout(sweep_ms / steps)
+            p.mouse.up()
+            up = p.evaluate("performance.now()")
+            # settle: until 600 ms pass without a new frame (at most 10 s)
+            p.wait_for_function("""(up) => {
+                const last = Math.max(up, ...window.__nnc_frames);
+                return performance.now() - last > 600 || performance.now() - up > 10000;
+            }""", arg=up, polling=100, timeout=15_000)
+            frames = p.evaluate("window.__nnc_frames")
+            rows.append({"notebook": page.notebook, "widget": w,
+                         "control": f"slider: {label.inner_text().strip()}",
+                         "drag_ms": round(up - start), "frames": len(frames),
+                         "last_after_up_ms": round(max(frames) - up) if frames else None})
+    p.evaluate("() => { if (window.__nnc_drawImage) "
+               "CanvasRenderingContext2D.prototype.drawImage = window.__nnc_drawImage; }")
+    return rows
+
+
+def drag_table(rows: list[dict]) -> str:
+    lines = [f"{'notebook':38} {'widget':>6} {'control':24} {'drag ms':>8} {'frames':>6} "
+             f"{'last frame after mouse-up (ms)':>31}"]
+    for r in rows:
+        last = "none" if r["last_after_up_ms"] is None else f"{r['last_after_up_ms']:+d}"
+        lines.append(f"{r['notebook']:38} {r['widget']:>6} {r['control'][:24]:24} "
+                     f"{r['drag_ms']:>8} {r['frames']:>6} {last:>31}")
+    return "\n".join(lines)
+
+
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 

@@ -1,7 +1,8 @@
 """Every chapter's widgets work in a real JupyterLab, in headless Chromium.
 
 For each chapter that displays widgets: open it, Run All, then move every slider and change every
-dropdown and require the widget's figure to redraw; no "Error displaying widget", no JavaScript
+dropdown and require the widget's figure to redraw, then drag every slider with the mouse and
+require the same; no "Error displaying widget", no JavaScript
 errors, no Python errors except in cells tagged raises-exception. Latencies are recorded (see the
 terminal summary and tests/browser/artifacts/latency.json); targets are checked by the benchmark
 tests/browser/bench_widgets.py, not asserted here.
@@ -37,6 +38,8 @@ def test_widgets_redraw_in_jupyterlab(notebook, lab_server, chromium, artifacts)
             assert all(x >= 0 for x in r["latencies_ms"]), (
                 f"widget {r['widget']} {r['control']}: the figure did not redraw")
         assert rows, "widgets without controls"
+        for d in lab.drag_sliders(page, sweep_ms=600, steps=12):  # the mouse path, not just keys
+            assert d["frames"] > 0, f"widget {d['widget']} {d['control']}: a drag did not redraw"
         assert page.page_text_errors() == []
         saved = page.save()
         for i, cell in enumerate(c for c in saved["cells"] if c["cell_type"] == "code"):
