@@ -25,7 +25,7 @@ from nncourse import activations as A
 from nncourse.data import load_digits
 from nncourse.diagnostics import activation_stats
 from nncourse.models import ACTIVATIONS, linear_layers, make_mlp
-from nncourse.plotting import color
+from nncourse.plotting import color, decade_limits
 from nncourse.training import History, train
 from nncourse.widgets import interactive_figure, set_limits
 
@@ -329,11 +329,9 @@ def explore_activation(static: bool = False, name: str = "leaky_relu", value: fl
             artist.set_color(c)
         label = activation + ("" if v is None else f" ({act.param} = {v:.2f})")
         ax1.set_title(f"{label}: f and f'")
-        # Fixed limits unless the curve leaves them (then whole decades): the same scale for
-        # every activation, and a redraw that repaints the curve, not the axes.
-        lo = min(1e-3, 10.0 ** np.floor(np.log10(norms.min() / 2)))
-        hi = max(1e3, 10.0 ** np.ceil(np.log10(norms.max() * 2)))
-        set_limits(ax2, ylim=(lo, hi))
+        # 1e-3..1e3 unless the curve leaves it: one scale for every activation, and a redraw
+        # that repaints the curve, not the axes.
+        set_limits(ax2, ylim=decade_limits(norms, at_least=(1e-3, 1e3), margin=2.0))
         ax2.set_title(f"gradient flow, {depth} layers: first/last = {norms[0] / norms[-2]:.2g}")
 
     return interactive_figure(draw, {"activation": dropdown, "parameter": slider}, ncols=2,

@@ -30,7 +30,7 @@ from nncourse.data import load_digits
 from nncourse.diagnostics import (GradientMonitor, activation_stats, gradient_norms,
                                   layer_outputs)
 from nncourse.models import linear_layers, make_mlp
-from nncourse.plotting import color, plot_per_layer
+from nncourse.plotting import color, decade_limits, plot_per_layer
 from nncourse.training import Callback, History, loss_function, train
 
 __all__ = ["WIDTH", "ACTIVATION_CHOICES", "SCALES", "digits", "probe_batch", "layer_grad_norms",
@@ -299,14 +299,6 @@ def plot_histograms(models: Mapping[str, nn.Module], layers: Sequence[int] | Non
 
 # --- the widget -------------------------------------------------------------------------------
 
-def _decade_limits(values: np.ndarray) -> tuple[float, float]:
-    """y limits on whole decades, always showing at least 1e-4 .. 1e2 so scales compare."""
-    v = values[np.isfinite(values) & (values > 0)]
-    lo = min(1e-4, 10 ** math.floor(math.log10(v.min()))) if v.size else 1e-4
-    hi = max(1e2, 10 ** math.ceil(math.log10(v.max()))) if v.size else 1e2
-    return lo, hi
-
-
 def explore_gradients(static: bool = False, depth: int = 15, activation: str = "sigmoid",
                       scale: float = 1.0):
     """Depth slider, activation dropdown and weight-scale slider over the gradient-norm profile.
@@ -348,7 +340,7 @@ def explore_gradients(static: bool = False, depth: int = 15, activation: str = "
             ax.axhline(1e-3, color="gray", ls=":", lw=1)    # diagnose()'s min_norm
         state["line"].set_data(x, shown)
         state["line"].set_color(color(activation))
-        set_limits(ax, xlim=(0.5, len(norms) + 0.5), ylim=_decade_limits(norms))
+        set_limits(ax, xlim=(0.5, len(norms) + 0.5), ylim=decade_limits(norms))
         ax.set_title(f"{activation}, {depth} hidden layers, weights std = {scale}/√fan_in\n"
                      f"{diagnose(norms)}: first/last layer = {first_last_ratio(norms):.1e}")
 

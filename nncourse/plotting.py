@@ -6,6 +6,7 @@ Look a colour up with :func:`color`; unknown names get a stable colour from the 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import matplotlib as mpl
@@ -106,6 +107,23 @@ def plot_history(history, metric: str = "loss", ax=None, label: str | None = Non
         ax.set_title(title)
     ax.legend()
     return ax
+
+
+def decade_limits(values, at_least: tuple[float, float] = (1e-4, 1e2),
+                  margin: float = 1.0) -> tuple[float, float]:
+    """Log-axis limits on whole decades around the positive finite ``values`` (widened by the
+    factor ``margin`` first), never narrower than ``at_least``.
+
+    A fixed range that only grows by whole decades keeps one scale across a widget's settings
+    (so curves compare) and keeps its axes unchanged on most moves (so redraws are cheap).
+    """
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v) & (v > 0)]
+    if not v.size:
+        return at_least
+    lo = min(at_least[0], 10.0 ** math.floor(math.log10(v.min() / margin)))
+    hi = max(at_least[1], 10.0 ** math.ceil(math.log10(v.max() * margin)))
+    return lo, hi
 
 
 def _spans_decades(values) -> bool:

@@ -107,12 +107,6 @@ def test_train_deep_records_changes_and_monitor():
     assert mon.grad_norms.shape[1] == 3 and mon.update_ratios.shape == mon.grad_norms.shape
 
 
-def test_decade_limits_always_show_the_reference_range():
-    assert G._decade_limits(np.array([0.3, 0.5])) == (1e-4, 1e2)
-    assert G._decade_limits(np.array([3e-9, 2e5])) == (1e-9, 1e6)
-    assert G._decade_limits(np.array([0.0, np.nan])) == (1e-4, 1e2)
-
-
 def test_widget_redraws_the_profile_in_place():
     box = G.explore_gradients()
     depth, activation, scale = box.children[0].children

@@ -3,6 +3,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from nncourse import data, models, plotting, training  # noqa: E402
@@ -42,3 +43,11 @@ def test_plot_per_layer_uses_log_scale_when_values_span_decades():
     ax = plotting.plot_per_layer([1.0, 2.0, 3.0])
     assert ax.get_yscale() == "linear"
     plt.close("all")
+
+
+def test_decade_limits_always_show_the_reference_range():
+    assert plotting.decade_limits(np.array([0.3, 0.5])) == (1e-4, 1e2)
+    assert plotting.decade_limits(np.array([3e-9, 2e5])) == (1e-9, 1e6)
+    assert plotting.decade_limits(np.array([0.0, np.nan])) == (1e-4, 1e2)
+    # a margin keeps points off the edges: 1.5e-9 / 2 lies below 1e-9
+    assert plotting.decade_limits([1.5e-9, 600], at_least=(1e-3, 1e3), margin=2.0) == (1e-10, 1e4)
