@@ -1,6 +1,6 @@
 """Latency benchmark: move every widget control N times in JupyterLab and print median/p95.
 
-    .venv/bin/python -m tests.browser.bench_widgets [--moves 20] [--raw] [--drag] [chapters/NN_x.ipynb ...]
+    .venv/bin/python -m tests.browser.bench_widgets [--moves 20] [--raw] [--drag] [--dpr 2] [chapters/NN_x.ipynb ...]
 
 ``--drag`` also drags every slider across its track and back with the mouse (about 2 s) and
 prints how many frames the figure showed and when the last one came relative to the mouse-up.
@@ -24,6 +24,8 @@ def main(argv=None) -> int:
     parser.add_argument("--moves", type=int, default=20)
     parser.add_argument("--raw", action="store_true", help="also print every move's latency")
     parser.add_argument("--drag", action="store_true", help="also drag every slider")
+    parser.add_argument("--dpr", type=float, default=1,
+                        help="device pixel ratio: 2 is a high-DPI (retina) laptop screen")
     args = parser.parse_args(argv)
     reason = lab.unavailable_reason()
     if reason:
@@ -34,7 +36,7 @@ def main(argv=None) -> int:
     server.start()
     rows, drags = [], []
     try:
-        with tempfile.TemporaryDirectory() as profile, lab.browser(Path(profile)) as ctx:
+        with tempfile.TemporaryDirectory() as profile, lab.browser(Path(profile), args.dpr) as ctx:
             for nb in notebooks:
                 page = lab.NotebookPage(ctx.new_page(), server, nb.name)
                 page.open()

@@ -122,13 +122,16 @@ class LabServer:
 
 
 @contextmanager
-def browser(user_data_dir: Path):
+def browser(user_data_dir: Path, device_scale_factor: float = 1):
+    """Headless Chromium; ``device_scale_factor=2`` is a high-DPI laptop screen, where ipympl
+    renders figures at twice the pixels in each direction."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         ctx = p.chromium.launch_persistent_context(
             user_data_dir=str(user_data_dir), executable_path=CHROMIUM, headless=True,
-            args=CHROMIUM_ARGS, viewport={"width": 1400, "height": 1000})
+            args=CHROMIUM_ARGS, viewport={"width": 1400, "height": 1000},
+            device_scale_factor=device_scale_factor)
         try:
             yield ctx
         finally:
