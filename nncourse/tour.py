@@ -10,6 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
+from matplotlib.ticker import NullLocator
 
 from nncourse.data import load_moons
 from nncourse.models import make_mlp
@@ -55,7 +56,13 @@ def explore_learning_rate(static: bool = False, epochs: int = 40):
             state["val"], = ax.plot(x, run["val_loss"], "--", color=color("val"), label="validation")
             ax.set_yscale("log")
             losses = [v for r in runs.values() for v in r["train_loss"] + r["val_loss"]]
-            ax.set_ylim(0.8 * min(losses), 1.2 * max(losses))
+            lo, hi = 0.8 * min(losses), 1.2 * max(losses)
+            ax.set_ylim(lo, hi)
+            # plain numbers at 1-2-5 steps instead of matplotlib's 2x10^-1, 3x10^-1, ... labels
+            steps = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50)
+            ticks = [t for t in steps if lo <= t <= hi]
+            ax.set_yticks(ticks, [f"{t:g}" for t in ticks])
+            ax.yaxis.set_minor_locator(NullLocator())
             ax.set_xlabel("epoch")
             ax.set_ylabel("loss (log scale)")
             ax.legend(loc="upper right")
