@@ -64,29 +64,29 @@ def test_l2_loss_term_equals_sgd_weight_decay():
         assert torch.allclose(pa, pb, atol=1e-6)
 
 
-def test_weight_penalty_callback_equals_weight_decay():
+def _weight_decay_and_penalty_runs(lam: float, **train_kw):
+    """The same model trained twice: SGD weight_decay on the weights vs the WeightPenalty
+    callback (both leave the biases alone)."""
     X, y = _data()
     a, b = _model(), _model()
     weights = [layer.weight for layer in linear_layers(a)]
     others = [p for p in a.parameters() if all(p is not w for w in weights)]
-    opt = torch.optim.SGD([{"params": weights, "weight_decay": 0.05}, {"params": others}], lr=0.1)
-    train(a, (X, y), epochs=3, optimizer=opt, batch_size=8, progress=False)
+    opt = torch.optim.SGD([{"params": weights, "weight_decay": lam}, {"params": others}], lr=0.1)
+    train(a, (X, y), epochs=3, optimizer=opt, batch_size=8, progress=False, **train_kw)
     train(b, (X, y), epochs=3, lr=0.1, batch_size=8, progress=False,
-          callbacks=[R.WeightPenalty("l2", 0.05)])
+          callbacks=[R.WeightPenalty("l2", lam)], **train_kw)
+    return a, b
+
+
+def test_weight_penalty_callback_equals_weight_decay():
+    a, b = _weight_decay_and_penalty_runs(0.05)
     for pa, pb in zip(a.parameters(), b.parameters()):
         assert torch.allclose(pa, pb, atol=1e-6)
 
 
 def test_weight_penalty_callback_equals_weight_decay_when_clipping_fires():
     # SGD adds weight_decay * w inside opt.step, after clipping: the callback must do the same
-    X, y = _data()
-    a, b = _model(), _model()
-    weights = [layer.weight for layer in linear_layers(a)]
-    others = [p for p in a.parameters() if all(p is not w for w in weights)]
-    opt = torch.optim.SGD([{"params": weights, "weight_decay": 0.5}, {"params": others}], lr=0.1)
-    train(a, (X, y), epochs=3, optimizer=opt, batch_size=8, clip_norm=0.01, progress=False)
-    train(b, (X, y), epochs=3, lr=0.1, batch_size=8, clip_norm=0.01, progress=False,
-          callbacks=[R.WeightPenalty("l2", 0.5)])
+    a, b = _weight_decay_and_penalty_runs(0.5, clip_norm=0.01)
     for pa, pb in zip(a.parameters(), b.parameters()):
         assert torch.allclose(pa, pb, atol=1e-6)
 
