@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from nncourse.notebooks import kernel_env
+from nncourse.course.notebooks import kernel_env
 
 _state = tempfile.mkdtemp(prefix="nncourse-test-")
 for var in ("JUPYTER_CONFIG_DIR", "JUPYTER_RUNTIME_DIR", "IPYTHONDIR", "MPLCONFIGDIR"):

@@ -11,12 +11,12 @@ import importlib
 import sys
 
 COMMANDS = {
-    "check": ("nncourse.scoreboard", "run an exercise notebook and print your scoreboard"),
-    "release": ("nncourse.release", "write exercises/ from solutions/ (instructors)"),
-    "bench": ("nncourse.bench", "time each chapter notebook"),
-    "execute": ("nncourse.execute", "run notebooks in place and store outputs (authors)"),
+    "check": ("nncourse.course.scoreboard", "run an exercise notebook and print your scoreboard"),
+    "release": ("nncourse.course.release", "write exercises/ from solutions/ (instructors)"),
+    "bench": ("nncourse.course.bench", "time each chapter notebook"),
+    "execute": ("nncourse.course.execute", "run notebooks in place and store outputs (authors)"),
     "grade": ("nncourse.grading", "batch-grade a class's exercise notebooks (instructors)"),
-    "tune": ("nncourse.tuning", "a hyperparameter-tuning worker joining a shared Optuna study"),
+    "tune": ("nncourse.course.tune", "a hyperparameter-tuning worker joining a shared Optuna study"),
 }
 
 

@@ -23,14 +23,16 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch import nn
+from nncourse._validate import check_number
 
 __all__ = [
     "step", "step_grad", "identity", "identity_grad", "sigmoid", "sigmoid_grad", "tanh",
     "tanh_grad", "relu", "relu_grad", "leaky_relu", "leaky_relu_grad", "prelu", "prelu_grad",
     "prelu_grad_weight", "elu", "elu_grad", "selu", "selu_grad", "SELU_ALPHA", "SELU_SCALE",
     "gelu", "gelu_grad", "silu", "silu_grad", "swish", "swish_grad", "softplus", "softplus_grad",
-    "softmax", "softmax_jacobian", "log_softmax", "argmax", "Activation", "ZOO", "get",
-    "properties",
+    "softmax", "softmax_jacobian", "log_softmax", "argmax", "Activation", "ZOO", "ALIASES",
+    "TRAINABLE", "MODULE_TYPES", "get", "module", "gain", "properties",
 ]
 
 #: SELU's fixed constants (Klambauer et al., 2017): the unique pair for which mean 0 / variance 1
@@ -51,11 +53,7 @@ def _minus_abs(x: torch.Tensor) -> torch.Tensor:
 
 
 def _check_number(name: str, value, low: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    if low is not None and value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value!r}")
-    return float(value)
+    return check_number(value, name, low)
 
 
 # --- the historical ones -------------------------------------------------------------------
@@ -345,7 +343,12 @@ def argmax(x, dim: int = -1) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class Activation:
-    """One elementwise activation: its function, derivative and (optional) parameter."""
+    """One activation: its function and derivative, its torch module, and how to initialize for it.
+
+    This is the course's one table of activations (:data:`ZOO`): figures and widgets read ``f``
+    and ``grad``; :func:`nncourse.models.make_mlp` reads ``module``, ``gain_for`` and ``init``;
+    :mod:`nncourse.backprop`, :mod:`nncourse.diagnostics` and the chapter labs read the names.
+    """
 
     name: str
     f: Callable
@@ -355,6 +358,15 @@ class Activation:
     bounds: tuple[float, float] | None = None  # sensible range for a slider
     smooth: bool = True               # f' continuous everywhere
     ops: str = "compare"              # what it costs beyond a comparison
+    module: Callable[..., nn.Module] | None = None  # the torch module (None: no gradient to train)
+    #: ``(nonlinearity, param)`` for :func:`nncourse.init.calculate_gain`: the gain the He
+    #: initializers use for this activation. torch knows gains only for the classic five; the
+    #: smooth ReLUs (ELU, GELU, SiLU, softplus) behave like ReLU for positive inputs and take its.
+    gain_for: tuple[str, float | None] = ("linear", None)
+    #: The initialization chapter 03 pairs with this activation (a scheme of
+    #: :data:`nncourse.init.SCHEMES`) and the gain it uses (None: the scheme's own default).
+    init: str = "he_normal"
+    init_gain: float | None = None
 
     def __call__(self, x, value: float | None = None) -> torch.Tensor:
         return self.f(x, **self._kw(value))
@@ -379,29 +391,66 @@ def _prelu_scalar_grad(x, weight=0.25):
 #: The elementwise activations, in the order the chapter introduces them.
 ZOO: dict[str, Activation] = {a.name: a for a in (
     Activation("step", step, step_grad, smooth=False),
-    Activation("identity", identity, identity_grad, ops="none"),
-    Activation("sigmoid", sigmoid, sigmoid_grad, ops="exp"),
-    Activation("tanh", tanh, tanh_grad, ops="exp"),
-    Activation("relu", relu, relu_grad, smooth=False),
+    Activation("identity", identity, identity_grad, ops="none", module=nn.Identity),
+    Activation("sigmoid", sigmoid, sigmoid_grad, ops="exp", module=nn.Sigmoid,
+               gain_for=("sigmoid", None), init="xavier_normal"),
+    # Glorot & Bengio derived Xavier for tanh with gain 1; torch recommends gain 5/3 for tanh,
+    # which keeps a deep tanh net's signal from decaying (chapter 03 measures both).
+    Activation("tanh", tanh, tanh_grad, ops="exp", module=nn.Tanh, gain_for=("tanh", None),
+               init="xavier_normal", init_gain=5.0 / 3),
+    Activation("relu", relu, relu_grad, smooth=False, module=nn.ReLU, gain_for=("relu", None)),
     Activation("leaky_relu", leaky_relu, leaky_relu_grad, "negative_slope", 0.01, (0.0, 1.0),
-               smooth=False),
+               smooth=False, module=nn.LeakyReLU, gain_for=("leaky_relu", 0.01)),
+    # He et al. (2015) derived their initialization for PReLU with its initial slope (0.25).
     Activation("prelu", _prelu_scalar, _prelu_scalar_grad, "weight", 0.25, (0.0, 1.0),
-               smooth=False),
-    Activation("elu", elu, elu_grad, "alpha", 1.0, (0.0, 3.0), smooth=False, ops="exp"),
-    Activation("selu", selu, selu_grad, smooth=False, ops="exp"),
-    Activation("gelu", gelu, gelu_grad, ops="erf"),
-    Activation("silu", silu, silu_grad, ops="exp"),
-    Activation("softplus", softplus, softplus_grad, "beta", 1.0, (0.25, 5.0), ops="exp, log"),
+               smooth=False, module=nn.PReLU, gain_for=("leaky_relu", 0.25)),
+    Activation("elu", elu, elu_grad, "alpha", 1.0, (0.0, 3.0), smooth=False, ops="exp",
+               module=nn.ELU, gain_for=("relu", None)),
+    Activation("selu", selu, selu_grad, smooth=False, ops="exp", module=nn.SELU,
+               gain_for=("selu", None), init="lecun_normal"),
+    Activation("gelu", gelu, gelu_grad, ops="erf", module=nn.GELU, gain_for=("relu", None)),
+    Activation("silu", silu, silu_grad, ops="exp", module=nn.SiLU, gain_for=("relu", None)),
+    Activation("softplus", softplus, softplus_grad, "beta", 1.0, (0.25, 5.0), ops="exp, log",
+               module=nn.Softplus, gain_for=("relu", None)),
 )}
+
+#: Other names for the same activation.
+ALIASES = {"swish": "silu", "linear": "identity"}
+
+#: Names :func:`nncourse.models.make_mlp` accepts: every activation with a torch module, and aliases.
+TRAINABLE = tuple([n for n, a in ZOO.items() if a.module is not None]
+                  + [k for k, v in ALIASES.items() if ZOO[v].module is not None])
+
+#: The torch module classes of the table, e.g. for hooks that find a model's activations.
+MODULE_TYPES = tuple(a.module for a in ZOO.values() if a.module not in (None, nn.Identity))
 
 
 def get(name: str) -> Activation:
-    """The :class:`Activation` called ``name`` (``"swish"`` is ``"silu"``)."""
-    key = str(name).lower()
-    key = {"swish": "silu", "linear": "identity"}.get(key, key)
+    """The :class:`Activation` called ``name`` (``"swish"`` is ``"silu"``, ``"linear"`` is
+    ``"identity"``)."""
+    key = name.lower() if isinstance(name, str) else name
+    key = ALIASES.get(key, key)
     if key not in ZOO:
-        raise ValueError(f"activation must be one of {', '.join(ZOO)}; got {name!r}")
+        raise ValueError(f"activation must be one of {', '.join(list(ZOO) + list(ALIASES))}; "
+                         f"got {name!r}")
     return ZOO[key]
+
+
+def module(name: str, **kwargs) -> nn.Module:
+    """A fresh torch module for activation ``name``, e.g. ``module("leaky_relu")``."""
+    act = get(name)
+    if act.module is None:
+        raise ValueError(f"activation {name!r} has no gradient and no torch module; use one of "
+                         f"{', '.join(TRAINABLE)}")
+    return act.module(**kwargs)
+
+
+def gain(name: str) -> float:
+    """The gain of activation ``name`` for the He initializers (see :attr:`Activation.gain_for`)."""
+    from nncourse.init import calculate_gain
+
+    nonlinearity, param = get(name).gain_for
+    return calculate_gain(nonlinearity, param)
 
 
 def _tidy(v: float) -> float:

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from nncourse.data import Dataset
+from nncourse._validate import check_int
 
 __all__ = ["as_images", "affine", "translate", "rotate", "add_noise", "random_augment",
            "augment_dataset"]
@@ -111,8 +112,7 @@ def augment_dataset(data: Dataset, copies: int = 5, seed: int = 0, **augment_kwa
     untouched -- augmentation is for training only. ``augment_kwargs`` go to
     :func:`random_augment`.
     """
-    if isinstance(copies, bool) or not isinstance(copies, int) or copies < 0:
-        raise ValueError(f"copies must be a non-negative integer, got {copies!r}")
+    check_int(copies, "copies", low=0, fn="augment_dataset")
     gen = torch.Generator().manual_seed(seed)
     xs = [data.X_train] + [random_augment(data.X_train, generator=gen, **augment_kwargs)
                            for _ in range(copies)]

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from nncourse.training import History  # the course's one record of a training run
+from nncourse._validate import check_int
 
 __all__ = [
     "ACTIVATIONS", "LOSSES", "sigmoid", "sigmoid_prime", "tanh_prime", "relu", "relu_prime",
@@ -68,7 +69,8 @@ def relu_prime(z: np.ndarray) -> np.ndarray:
     return (np.asarray(z) > 0).astype(float)
 
 
-#: name -> (function, derivative). Names match :data:`nncourse.models.ACTIVATIONS`.
+#: name -> (function, derivative), in numpy. Names are those of the course's activation table
+#: (:data:`nncourse.activations.ZOO`), which also gives :func:`to_torch` the torch module.
 ACTIVATIONS: dict[str, tuple[Callable, Callable]] = {
     "identity": (lambda z: z, np.ones_like),
     "sigmoid": (sigmoid, sigmoid_prime),
@@ -116,8 +118,7 @@ class Dense:
 
     def __init__(self, n_in: int, n_out: int, rng: np.random.Generator | None = None):
         for name, v in (("n_in", n_in), ("n_out", n_out)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+            check_int(v, name, fn="Dense")
         rng = rng if rng is not None else np.random.default_rng(0)
         bound = 1.0 / np.sqrt(n_in)
         self.params = {"weight": rng.uniform(-bound, bound, (n_out, n_in)),
@@ -366,8 +367,7 @@ def fit(net: MLP, x: np.ndarray, y: np.ndarray, loss: str = "bce", lr: float = 0
     per list: index ``k`` is measured after ``k`` updates, so index 0 is the untrained net.
     """
     _check_name("loss", loss, LOSSES)
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
-        raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
+    check_int(epochs, "epochs", low=0, fn="fit")
     if not np.isfinite(lr) or lr <= 0:
         raise ValueError(f"learning rate lr must be a positive number, got {lr!r}")
     loss_fn = LOSSES[loss][0]
@@ -397,7 +397,8 @@ def to_torch(net: MLP):
     import torch
     from torch import nn
 
-    modules = {"identity": nn.Identity, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU}
+    from nncourse.activations import module
+
     layers = []
     for layer in net.layers:
         if isinstance(layer, Dense):
@@ -408,5 +409,5 @@ def to_torch(net: MLP):
                 lin.bias.copy_(torch.from_numpy(layer.params["bias"]))
             layers.append(lin)
         else:
-            layers.append(modules[layer.name]())
+            layers.append(module(layer.name))
     return nn.Sequential(*layers)

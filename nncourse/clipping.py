@@ -25,6 +25,7 @@ from collections.abc import Iterable
 import torch
 
 from nncourse.training import Callback
+from nncourse._validate import check_number
 
 __all__ = ["clip_by_value", "clip_by_norm", "clip_grad_value_", "clip_grad_norm_", "with_grad",
            "ClipGradients", "plot_total_norms"]
@@ -34,9 +35,7 @@ _EPS = 1e-6
 
 
 def _positive(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-    return float(value)
+    return check_number(value, name, 0, low_open=True)
 
 
 def _grads(parameters) -> list[torch.Tensor]:

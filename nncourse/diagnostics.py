@@ -12,19 +12,22 @@ forward/backward hooks; :mod:`nncourse.plotting` draws it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import contextmanager
 
 import numpy as np
 import torch
 from torch import nn
 
-from nncourse.models import ACTIVATIONS, linear_layers
-from nncourse.training import Callback, loss_function
+from nncourse.activations import MODULE_TYPES
+from nncourse.models import linear_layers
+from nncourse.training import Callback, eval_mode, loss_function
+from nncourse._validate import check_int
 
-__all__ = ["record_activations", "layer_outputs", "activation_stats", "gradient_norms", "GradientMonitor",
-           "has_nonfinite"]
+__all__ = ["record_activations", "layer_outputs", "activation_stats", "gradient_norms",
+           "weight_grad_norms", "weight_changes", "GradientMonitor", "has_nonfinite"]
 
-_ACTIVATION_TYPES = tuple(set(ACTIVATIONS.values()) - {nn.Identity})
+_ACTIVATION_TYPES = MODULE_TYPES
 # Output ranges at which an activation counts as saturated (gradient ~ 0).
 _SATURATION = {nn.Sigmoid: (0.0, 1.0), nn.Tanh: (-1.0, 1.0)}
 
@@ -55,13 +58,8 @@ def layer_outputs(model: nn.Module, X: torch.Tensor) -> dict[str, torch.Tensor]:
 
     The model's train/eval mode is restored afterwards.
     """
-    was_training = model.training
-    model.eval()
-    try:
-        with record_activations(model) as records:
-            model(X)
-    finally:
-        model.train(was_training)
+    with eval_mode(model), record_activations(model) as records:
+        model(X)
     return records
 
 
@@ -99,7 +97,6 @@ def gradient_norms(model: nn.Module, X: torch.Tensor, y: torch.Tensor,
 
     The model's existing gradients are left as they were. Layers are ordered input to output.
     """
-    layers = linear_layers(model)
     saved = [p.grad for p in model.parameters()]
     for p in model.parameters():
         p.grad = None
@@ -107,10 +104,36 @@ def gradient_norms(model: nn.Module, X: torch.Tensor, y: torch.Tensor,
         out = model(X)
         fn = loss_function(out.shape[1] if out.ndim > 1 else 1, loss)
         fn(out, y).backward()
-        return [layer.weight.grad.norm().item() for layer in layers]
+        return weight_grad_norms(model)
     finally:
         for p, g in zip(model.parameters(), saved):
             p.grad = g
+
+
+def weight_grad_norms(model: nn.Module) -> list[float]:
+    """L2 norm of each ``nn.Linear`` weight's ``.grad``, input to output (0 for a layer without one).
+
+    .. math:: \\lVert \\partial L / \\partial W_l \\rVert_F = \\sqrt{\\textstyle\\sum_{ij}
+              (\\partial L / \\partial W_{l,ij})^2}
+
+    Biases are left out: the weights are what vanishes. Call it after ``backward()``.
+    """
+    return [layer.weight.grad.norm().item() if layer.weight.grad is not None else 0.0
+            for layer in linear_layers(model)]
+
+
+@torch.no_grad()
+def weight_changes(before: Sequence[torch.Tensor], model: nn.Module,
+                   eps: float = 0.0) -> list[float]:
+    """``||W_now - W_before|| / (||W_before|| + eps)`` for each ``nn.Linear`` of ``model``.
+
+    ``before`` holds the layers' weights at an earlier moment (a step or a whole training run
+    ago), input to output.
+    """
+    now = [layer.weight for layer in linear_layers(model)]
+    if len(before) != len(now):
+        raise ValueError(f"before has {len(before)} Linear layers, the model has {len(now)}")
+    return [((n - b).norm() / (b.norm() + eps)).item() for b, n in zip(before, now)]
 
 
 def has_nonfinite(model: nn.Module) -> bool:
@@ -133,8 +156,7 @@ class GradientMonitor(Callback):
     """
 
     def __init__(self, every: int = 1):
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"every must be a positive integer, got {every!r}")
+        check_int(every, "every", fn="GradientMonitor")
         self.every = every
         self.steps: list[int] = []
         self._grads: list[list[float]] = []
@@ -144,18 +166,14 @@ class GradientMonitor(Callback):
     def on_after_backward(self, model, step):
         if step % self.every:
             return
-        layers = linear_layers(model)
         self.steps.append(step)
-        self._grads.append([lay.weight.grad.norm().item() if lay.weight.grad is not None
-                            else 0.0 for lay in layers])
-        self._before = [lay.weight.detach().clone() for lay in layers]
+        self._grads.append(weight_grad_norms(model))
+        self._before = [lay.weight.detach().clone() for lay in linear_layers(model)]
 
     def on_step_end(self, model, step, loss):
         if self._before is None:
             return
-        layers = linear_layers(model)
-        self._ratios.append([((lay.weight.detach() - b).norm() / (b.norm() + 1e-12)).item()
-                             for lay, b in zip(layers, self._before)])
+        self._ratios.append(weight_changes(self._before, model, eps=1e-12))
         self._before = None
 
     def on_train_end(self, model, history):

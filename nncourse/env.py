@@ -20,6 +20,7 @@ from importlib import metadata
 
 import numpy as np
 import torch
+from nncourse._validate import check_int
 
 __all__ = ["setup", "seed_everything", "environment_report", "progress_enabled"]
 
@@ -40,8 +41,7 @@ def seed_everything(seed: int = 0) -> None:
     seed : int
         A non-negative integer.
     """
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    check_int(seed, "seed", low=0, fn="seed_everything")
     random.seed(int(seed))
     np.random.seed(int(seed))
     torch.manual_seed(int(seed))
@@ -60,8 +60,7 @@ def setup(seed: int = 0, threads: int = 1, style: bool = True) -> None:
     style : bool
         Apply the course's matplotlib style.
     """
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"threads must be a positive integer, got {threads!r}")
+    check_int(threads, "threads", fn="setup")
     seed_everything(seed)
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(True)

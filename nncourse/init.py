@@ -33,6 +33,7 @@ import math
 
 import torch
 from torch import nn
+from nncourse._validate import check_number
 
 __all__ = ["NONLINEARITIES", "MODES", "SCHEMES", "calculate_gain", "calculate_fan_in_and_fan_out",
            "calculate_correct_fan", "zeros_", "constant_", "normal_", "uniform_",
@@ -111,10 +112,7 @@ def calculate_correct_fan(tensor: torch.Tensor, mode: str) -> int:
 
 
 def _check_number(name: str, value, positive: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    if positive and value < 0:
-        raise ValueError(f"{name} must be non-negative, got {value!r}")
+    check_number(value, name, 0 if positive else None)
 
 
 # Initialization is not part of the computation graph: fill weights without recording gradients.
@@ -217,14 +215,30 @@ def lecun_normal_(tensor: torch.Tensor, generator: torch.Generator | None = None
     return kaiming_normal_(tensor, mode="fan_in", nonlinearity="linear", generator=generator)
 
 
-#: Scheme names accepted by :func:`init_model_`.
-SCHEMES = ("zeros", "constant", "normal", "uniform", "xavier_uniform", "xavier_normal",
+#: The course's one vocabulary of initialization schemes, used by :func:`init_model_` and so by
+#: :func:`nncourse.models.make_mlp`. A name means the same thing in every module and chapter:
+#:
+#: ==================  ==========================================================================
+#: ``default``         keep the weights the layer was built with (``nn.Linear``: U(-b, b),
+#:                     b = 1/sqrt(fan_in), i.e. Var = 1/(3 fan_in)) and its bias
+#: ``zeros``           all 0 (every unit identical: symmetry is never broken)
+#: ``constant``        all ``value``
+#: ``normal``          N(0, std^2) -- a fixed std, whatever the layer's size
+#: ``uniform``         U(-std, std)
+#: ``xavier_normal``   Glorot: Var = gain^2 * 2 / (fan_in + fan_out), **gain 1 unless given**
+#: ``xavier_uniform``  the same variance, uniform
+#: ``he_normal``       Kaiming (fan_in): Var = gain(activation)^2 / fan_in -- 2/fan_in for ReLU
+#: ``he_uniform``      the same variance, uniform
+#: ``lecun_normal``    Var = 1 / fan_in (SELU's)
+#: ==================  ==========================================================================
+SCHEMES = ("default", "zeros", "constant", "normal", "uniform", "xavier_uniform", "xavier_normal",
            "he_uniform", "he_normal", "lecun_normal")
 
 
 @torch.no_grad()
-def init_model_(model: nn.Module, scheme: str, *, nonlinearity: str = "relu", std: float = 0.01,
-                value: float = 0.0, gain: float | None = None, bias: float | str = 0.0,
+def init_model_(model: nn.Module, scheme: str = "default", *, nonlinearity: str = "relu",
+                a: float = 0.0, gain: float | None = None, std: float = 0.01, value: float = 0.0,
+                bias: float | str = 0.0, scale: float = 1.0,
                 seed: int | None = None) -> nn.Module:
     """Initialize every ``nn.Linear`` / ``nn.Conv*d`` weight of ``model`` in place with one scheme.
 
@@ -233,18 +247,22 @@ def init_model_(model: nn.Module, scheme: str, *, nonlinearity: str = "relu", st
     scheme : str
         One of :data:`SCHEMES`. ``normal`` draws N(0, std^2), ``uniform`` U(-std, std),
         ``constant`` fills ``value``; ``he_*`` are the Kaiming initializers (mode ``fan_in``).
-    nonlinearity : str
-        Activation after each layer, for the gain of the ``xavier_*`` and ``he_*`` schemes.
+    nonlinearity, a : str, float
+        The activation after each layer and its negative slope, for the gain of the ``he_*``
+        schemes (``kaiming_normal_(w, a, "fan_in", nonlinearity)``).
     gain : float, optional
-        Gain of the ``xavier_*`` schemes (default: ``calculate_gain(nonlinearity)``).
+        Gain of the ``xavier_*`` schemes (default 1, as in ``torch.nn.init``; pass
+        ``calculate_gain("tanh")`` for torch's recommendation for tanh).
     bias : float or "normal"
         Fill biases with this constant (default 0), or with N(0, std^2) draws for ``"normal"``.
+        The ``default`` scheme keeps the layer's own bias.
+    scale : float
+        Multiply the weights by this afterwards (e.g. 10 for "too large").
     seed : int, optional
         Draw from a generator seeded with ``seed`` rather than torch's global one.
     """
     if not isinstance(scheme, str) or scheme not in SCHEMES:
-        raise ValueError(f"scheme must be one of {', '.join(SCHEMES)}; got {scheme!r}")
-    xavier_gain = calculate_gain(nonlinearity) if gain is None else gain
+        raise ValueError(f"init_model_: scheme must be one of {', '.join(SCHEMES)}; got {scheme!r}")
     generator = None if seed is None else torch.Generator().manual_seed(seed)
     layers = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d,
                                                           nn.Conv3d))]
@@ -259,17 +277,19 @@ def init_model_(model: nn.Module, scheme: str, *, nonlinearity: str = "relu", st
         elif scheme == "uniform":
             uniform_(w, -std, std, generator)
         elif scheme == "xavier_uniform":
-            xavier_uniform_(w, xavier_gain, generator)
+            xavier_uniform_(w, 1.0 if gain is None else gain, generator)
         elif scheme == "xavier_normal":
-            xavier_normal_(w, xavier_gain, generator)
+            xavier_normal_(w, 1.0 if gain is None else gain, generator)
         elif scheme in ("he_uniform", "he_normal"):
             fn = kaiming_uniform_ if scheme == "he_uniform" else kaiming_normal_
-            fn(w, 0, "fan_in", nonlinearity, generator)
-        else:
+            fn(w, a, "fan_in", nonlinearity, generator)
+        elif scheme == "lecun_normal":
             lecun_normal_(w, generator)
-        if layer.bias is not None:
+        if scheme != "default" and layer.bias is not None:
             if bias == "normal":
                 normal_(layer.bias, 0.0, std, generator)
             else:
                 constant_(layer.bias, bias)
+        if scale != 1.0:
+            w.mul_(scale)
     return model

@@ -14,6 +14,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from nncourse.training import eval_mode
+
 __all__ = [
     "COLORS", "color", "use_style", "plot_history", "plot_per_layer", "plot_decision_boundary",
 ]
@@ -173,10 +175,8 @@ def plot_decision_boundary(model: torch.nn.Module, X, y, ax=None, title: str | N
     (x0, y0), (x1, y1) = X.min(0) - margin, X.max(0) + margin
     xx, yy = np.meshgrid(np.linspace(x0, x1, resolution), np.linspace(y0, y1, resolution))
     grid = torch.from_numpy(np.c_[xx.ravel(), yy.ravel()].astype(np.float32))
-    was_training = model.training
-    model.eval()
-    logits = model(grid)
-    model.train(was_training)
+    with eval_mode(model):
+        logits = model(grid)
     if logits.ndim == 1 or logits.shape[1] == 1:
         z = torch.sigmoid(logits.reshape(-1)).numpy()
     else:

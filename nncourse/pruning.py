@@ -26,14 +26,16 @@ import copy
 import io
 import time
 import warnings
-from collections.abc import Sequence
+import zlib
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
 from nncourse.models import linear_layers
-from nncourse.training import Callback, train
+from nncourse.training import Callback, eval_mode, train
+from nncourse._validate import check_int, check_number
 
 __all__ = [
     "n_to_prune", "magnitude_mask", "global_masks", "layerwise_masks", "magnitude_masks",
@@ -48,9 +50,7 @@ __all__ = [
 # --- unstructured: magnitude masks ------------------------------------------------------------
 
 def _check_amount(amount) -> None:
-    if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not 0 <= amount <= 1:
-        raise ValueError(f"amount (the fraction of weights to prune) must be in [0, 1], "
-                         f"got {amount!r}")
+    check_number(amount, "amount (the fraction of weights to prune)", 0, 1)
 
 
 def n_to_prune(amount: float, n: int) -> int:
@@ -202,16 +202,12 @@ def hidden_activations(model: nn.Sequential, X: torch.Tensor) -> list[torch.Tens
     The value a hidden neuron passes on is whatever enters the next Linear layer.
     """
     linear_at = [i for i, m in enumerate(model) if isinstance(m, nn.Linear)]
-    was_training = model.training
-    model.eval()
-    try:
-        outs, h = [], X
+    outs, h = [], X
+    with eval_mode(model):
         for i, m in enumerate(model):
             if i in linear_at[1:]:
                 outs.append(h)
             h = m(h)
-    finally:
-        model.train(was_training)
     return outs
 
 
@@ -393,8 +389,7 @@ def cubic_schedule(final: float, steps: int, initial: float = 0.0) -> list[float
     """
     _check_amount(final)
     _check_amount(initial)
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    check_int(steps, "steps", fn="cubic_schedule")
     return [final + (initial - final) * (1 - t / steps) ** 3 for t in range(1, steps + 1)]
 
 
@@ -482,11 +477,15 @@ def size_report(model: nn.Module, index_bytes: int = 8) -> dict:
             "coo_bytes": rest + sum(coo_bytes(w, index_bytes) for w in weights)}
 
 
-def saved_bytes(obj) -> int:
-    """Length of ``torch.save(obj)`` (e.g. a ``state_dict``): the size of the file on disk."""
+def saved_bytes(obj, compressed: bool = False) -> int:
+    """Length of ``torch.save(obj)`` (e.g. a ``state_dict``): the size of the file on disk.
+
+    With ``compressed``, the length after ``zlib`` (level 9): zeros compress well, so this is
+    what pruning saves in a download or an archive without any sparse format.
+    """
     buf = io.BytesIO()
     torch.save(obj, buf)
-    return buf.getbuffer().nbytes
+    return len(zlib.compress(buf.getvalue(), 9)) if compressed else buf.getbuffer().nbytes
 
 
 class SparseLinear(nn.Module):
@@ -520,17 +519,25 @@ def to_sparse(model: nn.Sequential) -> nn.Sequential:
 
 
 @torch.no_grad()
-def time_inference(model: nn.Module, X: torch.Tensor, repeats: int = 7, number: int = 20) -> float:
+def time_inference(models: nn.Module | Mapping[str, nn.Module], X: torch.Tensor,
+                   repeats: int = 7, number: int = 20) -> float | dict[str, float]:
     """Median over ``repeats`` of the mean time (seconds) of ``number`` forward passes on ``X``.
 
-    The median of several repeats resists the odd slow run (another process taking the CPU).
+    Give one model for its time, or ``{name: model}`` for each one's time: the models then take
+    turns within each repeat, so a burst of load from another process slows them all alike
+    instead of one of them. The median of several repeats resists the odd slow run. Models are
+    put in eval mode.
     """
-    model.eval()
-    model(X)  # warm-up: the first call pays for allocations
-    times = []
+    named = {"model": models} if isinstance(models, nn.Module) else dict(models)
+    for m in named.values():
+        m.eval()
+        m(X)  # warm-up: the first call pays for allocations
+    times: dict[str, list[float]] = {name: [] for name in named}
     for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(number):
-            model(X)
-        times.append((time.perf_counter() - start) / number)
-    return float(np.median(times))
+        for name, m in named.items():
+            start = time.perf_counter()
+            for _ in range(number):
+                m(X)
+            times[name].append((time.perf_counter() - start) / number)
+    medians = {name: float(np.median(t)) for name, t in times.items()}
+    return medians["model"] if isinstance(models, nn.Module) else medians

@@ -28,7 +28,8 @@ import torch
 from torch import nn
 
 from nncourse.models import linear_layers
-from nncourse.training import Callback, History
+from nncourse.training import Callback, History, eval_mode
+from nncourse._validate import check_int, check_number
 
 __all__ = ["l1_penalty", "l2_penalty", "l1_grad", "l2_grad", "soft_threshold_", "WeightPenalty",
            "dropout", "Dropout", "mc_dropout_predict", "expected_calibration_error", "max_norm_",
@@ -36,10 +37,7 @@ __all__ = ["l1_penalty", "l2_penalty", "l1_grad", "l2_grad", "soft_threshold_", 
 
 
 def _lam(lam) -> float:
-    if (isinstance(lam, bool) or not isinstance(lam, (int, float)) or not lam >= 0
-            or not math.isfinite(lam)):
-        raise ValueError(f"lam must be a non-negative number, got {lam!r}")
-    return float(lam)
+    return check_number(lam, "lam", 0)
 
 
 def _weights(weights) -> list[torch.Tensor]:
@@ -130,9 +128,7 @@ class WeightPenalty(Callback):
 # --- Dropout ------------------------------------------------------------------------------------
 
 def _check_p(p) -> float:
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
-        raise ValueError(f"dropout p must be in [0, 1), got {p!r}")
-    return float(p)
+    return check_number(p, "dropout p", 0, 1, high_open=True)
 
 
 def dropout(x: torch.Tensor, p: float = 0.5, training: bool = True,
@@ -174,19 +170,13 @@ def mc_dropout_predict(model: nn.Module, X: torch.Tensor, n_samples: int = 50,
     (shape ``(n,)``), of every class for a softmax model (shape ``(n, k)``). The global random
     state is left untouched.
     """
-    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
-        raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
-    was_training = model.training
-    model.eval()
-    for m in model.modules():
-        if isinstance(m, (nn.Dropout, Dropout)):
-            m.train()
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            outs = torch.stack([_probabilities(model(X)) for _ in range(n_samples)])
-    finally:
-        model.train(was_training)
+    check_int(n_samples, "n_samples", fn="mc_dropout_predict")
+    with eval_mode(model), torch.random.fork_rng(devices=[]):
+        for m in model.modules():
+            if isinstance(m, (nn.Dropout, Dropout)):
+                m.train()
+        torch.manual_seed(seed)
+        outs = torch.stack([_probabilities(model(X)) for _ in range(n_samples)])
     return outs.mean(0), outs.std(0) if n_samples > 1 else torch.zeros_like(outs[0])
 
 
@@ -234,8 +224,7 @@ def max_norm_(weight: torch.Tensor, max_norm: float, dim: int = 0,
     :math:`c`, and left alone otherwise. Same result as
     ``torch.renorm(weight, 2, dim, max_norm)`` (including its ``1e-7``).
     """
-    if isinstance(max_norm, bool) or not isinstance(max_norm, (int, float)) or not max_norm > 0:
-        raise ValueError(f"max_norm must be a positive number, got {max_norm!r}")
+    check_number(max_norm, "max_norm", 0, low_open=True, fn="max_norm_")
     other = [d for d in range(weight.ndim) if d != dim % weight.ndim]
     norms = weight.norm(dim=other, keepdim=True)
     scale = torch.where(norms > max_norm, max_norm / (norms + eps), torch.ones_like(norms))
@@ -263,10 +252,8 @@ class _Patience:
     """The early-stopping rule, shared by the function and the callback."""
 
     def __init__(self, patience: int, min_delta: float, mode: str):
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
-            raise ValueError(f"patience must be a positive integer, got {patience!r}")
-        if not (isinstance(min_delta, (int, float)) and min_delta >= 0):
-            raise ValueError(f"min_delta must be a non-negative number, got {min_delta!r}")
+        check_int(patience, "patience", fn="early stopping")
+        check_number(min_delta, "min_delta", 0, fn="early stopping")
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
         self.patience, self.min_delta, self.sign = patience, float(min_delta), \

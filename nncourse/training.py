@@ -16,15 +16,17 @@ per-step diagnostics without writing their own loop:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from nncourse.env import progress_enabled
+from nncourse._validate import check_int
 
-__all__ = ["History", "Callback", "train", "evaluate", "predict", "accuracy", "make_optimizer",
+__all__ = ["History", "Callback", "train", "evaluate", "eval_mode", "predict", "accuracy", "make_optimizer",
            "loss_function"]
 
 OPTIMIZERS = {
@@ -117,15 +119,26 @@ def _predicted_class(out: torch.Tensor) -> torch.Tensor:
     return out.argmax(1)
 
 
-@torch.no_grad()
-def predict(model: nn.Module, X: torch.Tensor) -> torch.Tensor:
-    """Predicted class indices, in eval mode (the model's mode is restored)."""
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put ``model`` in eval mode inside the block and restore its train/eval mode afterwards::
+
+        with eval_mode(model):
+            logits = model(X)   # dropout off, batch norm uses its running statistics
+    """
     was_training = model.training
     model.eval()
     try:
-        return _predicted_class(model(X))
+        yield model
     finally:
         model.train(was_training)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, X: torch.Tensor) -> torch.Tensor:
+    """Predicted class indices, in eval mode (the model's mode is restored)."""
+    with eval_mode(model):
+        return _predicted_class(model(X))
 
 
 def accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> float:
@@ -137,15 +150,11 @@ def accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> float:
 def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor,
              loss: str | Callable = "auto") -> tuple[float, float]:
     """``(loss, accuracy)`` of ``model`` on ``X, y`` in eval mode."""
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         out = model(X)
-        fn = loss_function(out.shape[1] if out.ndim > 1 else 1, loss)
-        acc = (_predicted_class(out) == y.reshape(-1)).float().mean().item()
-        return fn(out, y).item(), acc
-    finally:
-        model.train(was_training)
+    fn = loss_function(out.shape[1] if out.ndim > 1 else 1, loss)
+    acc = (_predicted_class(out) == y.reshape(-1)).float().mean().item()
+    return fn(out, y).item(), acc
 
 
 def make_optimizer(name: str, params, lr: float, **kwargs) -> torch.optim.Optimizer:
@@ -199,8 +208,7 @@ def train(model: nn.Module, data, epochs: int = 20, lr: float = 0.1,
     **optimizer_kwargs
         Passed to the optimizer (e.g. ``momentum=0.9``, ``weight_decay=1e-4``).
     """
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+    check_int(epochs, "epochs", fn="train")
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
                                    or batch_size < 1):
         raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")

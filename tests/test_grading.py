@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from nncourse import notebooks as nbs
+from nncourse.course import notebooks as nbs
 from nncourse.grading import Limits, _signal_name, find_master, find_submissions
 from nncourse.grading import rebuild as rb
 from nncourse.grading import sandbox

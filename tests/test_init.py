@@ -49,11 +49,11 @@ def test_bad_arguments_list_the_valid_values():
         init.xavier_uniform_(torch.empty(5))
     with pytest.raises(ValueError, match="negative_slope"):
         init.calculate_gain("leaky_relu", "0.1")
-    with pytest.raises(ValueError, match="std must be non-negative"):
+    with pytest.raises(ValueError, match="std must be a non-negative number"):
         init.normal_(torch.empty(3), std=-1.0)
     with pytest.raises(ValueError, match="a <= b"):
         init.uniform_(torch.empty(3), 1.0, 0.0)
-    with pytest.raises(ValueError, match="scheme must be one of zeros, .*got 'glorot'"):
+    with pytest.raises(ValueError, match="init_model_: scheme must be one of default, zeros, .*got 'glorot'"):
         init.init_model_(nn.Linear(2, 2), "glorot")
 
 
@@ -132,6 +132,12 @@ def test_init_model_initializes_every_layer_reproducibly():
                        torch.full((1, 20), 0.5))
     m = init.init_model_(net(), "normal", std=10.0, bias="normal", seed=0)
     assert m[0].bias.std().item() > 1.0
+    # Xavier's gain is explicit: 1 unless given, whatever the nonlinearity.
     m = init.init_model_(net(), "xavier_normal", nonlinearity="tanh", seed=0)
-    expected = 5 / 3 * math.sqrt(2 / 50)
-    assert m[0].weight.std().item() == pytest.approx(expected, rel=0.15)
+    assert m[0].weight.std().item() == pytest.approx(math.sqrt(2 / 50), rel=0.15)
+    m = init.init_model_(net(), "xavier_normal", gain=init.calculate_gain("tanh"), seed=0)
+    assert m[0].weight.std().item() == pytest.approx(5 / 3 * math.sqrt(2 / 50), rel=0.15)
+    kept = net()
+    before = [p.clone() for p in kept.parameters()]
+    init.init_model_(kept, "default", scale=2.0)
+    assert torch.equal(kept[0].weight, 2 * before[0]) and torch.equal(kept[0].bias, before[1])

@@ -33,7 +33,7 @@ def test_seed_makes_weights_reproducible():
 @pytest.mark.parametrize("scheme, activation, expected_std", [
     ("he_normal", "relu", math.sqrt(2 / 400)),
     ("he_uniform", "relu", math.sqrt(2 / 400)),
-    ("xavier_normal", "tanh", 5 / 3 * math.sqrt(2 / (400 + 300))),
+    ("xavier_normal", "tanh", math.sqrt(2 / (400 + 300))),  # gain 1 whatever the activation
     ("xavier_uniform", "sigmoid", math.sqrt(2 / (400 + 300))),
     ("lecun_normal", "selu", math.sqrt(1 / 400)),
     ("normal", "relu", 0.01),
@@ -45,6 +45,21 @@ def test_init_std_matches_formula(scheme, activation, expected_std):
     assert w.std().item() == pytest.approx(expected_std, rel=0.03)
     assert abs(w.mean().item()) < 0.05 * expected_std + 1e-4
     assert torch.count_nonzero(m[0].bias) == 0
+
+
+def test_xavier_gain_is_explicit_and_he_follows_the_activation():
+    tanh = models.make_mlp(400, 1, width=300, depth=1, activation="tanh", init="xavier_normal",
+                           init_gain=5 / 3, seed=0)
+    assert tanh[0].weight.std().item() == pytest.approx(5 / 3 * math.sqrt(2 / 700), rel=0.03)
+    leaky = models.make_mlp(400, 1, width=300, depth=1, activation="leaky_relu",
+                            init="he_normal", seed=0)
+    ref = torch.empty(300, 400)
+    nn.init.kaiming_normal_(ref, a=0.01, nonlinearity="leaky_relu",
+                            generator=torch.Generator().manual_seed(0))
+    assert torch.equal(leaky[0].weight, ref)
+    prelu = models.make_mlp(400, 1, width=300, depth=1, activation="prelu", init="he_normal",
+                            seed=0)  # He et al.'s rule with PReLU's initial slope 0.25
+    assert prelu[0].weight.std().item() == pytest.approx(math.sqrt(2 / (1.0625 * 400)), rel=0.03)
 
 
 def test_init_matches_torch_for_the_same_generator():
@@ -64,8 +79,10 @@ def test_zeros_constant_and_scale():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"activation": "relux"}, "activation must be one of .*relu.*got 'relux'"),
-    ({"init": "glorot"}, "init must be one of .*xavier_normal.*got 'glorot'"),
+    ({"activation": "relux"}, "make_mlp: activation must be one of .*relu.*got 'relux'"),
+    ({"activation": "step"}, "make_mlp: activation must be one of"),
+    ({"init": "glorot"}, "make_mlp: init must be one of .*xavier_normal.*got 'glorot'"),
+    ({"init_gain": 0}, "make_mlp: init_gain must be a positive number"),
     ({"dropout": 1.5}, r"dropout p must be in \[0, 1\), got 1.5"),
     ({"depth": -1}, "depth must be a non-negative integer, got -1"),
     ({"width": [4, 0]}, "width must be a positive integer or a list of them"),

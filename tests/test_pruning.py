@@ -206,3 +206,17 @@ def test_arguments_are_validated():
         P.neuron_scores(model, 0, "activation")
     with pytest.raises(ValueError, match="steps must be"):
         P.cubic_schedule(0.5, 0)
+
+
+def test_time_inference_one_model_or_several_in_turn():
+    small, big = nn.Linear(4, 2), nn.Linear(4, 512)
+    X = torch.randn(64, 4)
+    assert P.time_inference(small, X, repeats=3, number=2) > 0
+    times = P.time_inference({"small": small, "big": big}, X, repeats=3, number=2)
+    assert list(times) == ["small", "big"] and all(t > 0 for t in times.values())
+
+
+def test_saved_bytes_compressed_shrinks_zeros():
+    zeros = nn.Linear(64, 64)
+    nn.init.zeros_(zeros.weight)
+    assert P.saved_bytes(zeros.state_dict(), compressed=True) < P.saved_bytes(zeros.state_dict()) / 2

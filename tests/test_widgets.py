@@ -12,8 +12,9 @@ import pytest  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.layout_engine import ConstrainedLayoutEngine  # noqa: E402
 
-import nncourse  # noqa: E402
-from nncourse import tour, widgets  # noqa: E402
+import nncourse.labs  # noqa: E402
+from nncourse import widgets  # noqa: E402
+from nncourse.labs import ch00  # noqa: E402
 
 
 def test_interactive_figure_redraws_on_every_change():
@@ -53,10 +54,10 @@ def test_draw_must_be_callable():
 
 
 def test_tour_runs_show_that_a_tiny_learning_rate_crawls():
-    runs = tour.learning_rate_runs(epochs=10)
-    assert set(runs) == set(tour.LEARNING_RATES)
+    runs = ch00.learning_rate_runs(epochs=10)
+    assert set(runs) == set(ch00.LEARNING_RATES)
     assert runs[0.003]["train_loss"][-1] > runs[1.0]["train_loss"][-1]
-    box = tour.explore_learning_rate(epochs=10)
+    box = ch00.explore_learning_rate(epochs=10)
     slider = box.children[0].children[0]
     slider.value = 0.003
     assert "lr = 0.003" in box.figure.axes[0].get_title()
@@ -183,13 +184,13 @@ def test_with_a_browser_view_open_a_change_is_rendered_at_once():
 
 
 def _course_widgets():
-    """Every ``explore_*`` function of the nncourse modules: the chapters' widgets."""
+    """Every ``explore_*`` function of the chapter labs (``nncourse/labs/chNN.py``): the widgets."""
     found = []
-    for info in pkgutil.iter_modules(nncourse.__path__):
+    for info in pkgutil.iter_modules(nncourse.labs.__path__):
         if info.ispkg or info.name.startswith("_"):
             continue
-        module = importlib.import_module(f"nncourse.{info.name}")
-        found += [pytest.param(f, id=f"{info.name}.{name}")
+        module = importlib.import_module(f"nncourse.labs.{info.name}")
+        found += [pytest.param(f, id=f"labs.{info.name}.{name}")
                   for name, f in inspect.getmembers(module, inspect.isfunction)
                   if name.startswith("explore_") and f.__module__ == module.__name__]
     return found

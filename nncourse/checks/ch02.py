@@ -1,7 +1,7 @@
 """Checks for chapter 02's exercises (``exercises/02_vanishing_exploding_gradients.ipynb``).
 
 Each check uses networks, gradients and profiles the chapter never shows, and compares with torch
-(``torch.nn.utils.clip_grad_norm_`` / ``clip_grad_value_``) or with :mod:`nncourse.gradients`.
+(``torch.nn.utils.clip_grad_norm_`` / ``clip_grad_value_``) or with :mod:`nncourse.labs.ch02`.
 """
 
 from __future__ import annotations

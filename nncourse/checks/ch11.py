@@ -15,7 +15,7 @@ import optuna
 import torch
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from nncourse import tuning
+from nncourse import search
 from nncourse.checks import exercise
 from nncourse.data import load_moons
 
@@ -38,7 +38,7 @@ def _fmt_dist(d) -> str:
 
 
 def ex11_1_objective(objective) -> None:
-    """Exercise 11.1: the objective suggests EX1_SPACE, trains with tuning.fit, reports, returns."""
+    """Exercise 11.1: the objective suggests EX1_SPACE, trains with search.fit, reports, returns."""
     with exercise("11.1", points=2, name="Optuna objective") as ex:
         data = load_moons(n_samples=300, seed=11)
         epochs = 3
@@ -69,17 +69,17 @@ def ex11_1_objective(objective) -> None:
             p = trial.params
             config = {"units": [p["units"]], "activation": p["activation"],
                       "dropout": p["dropout"], "optimizer": "adam", "lr": p["lr"]}
-            _, history = tuning.fit(config, data, epochs=epochs)
+            _, history = search.fit(config, data, epochs=epochs)
             study.tell(trial, value)
             reported = study.trials[-1].intermediate_values
             ex.close(value, history.val_acc[-1],
-                     f"the value returned for {tuning.describe(config)}", atol=1e-6,
-                     hint="return history.val_acc[-1] of tuning.fit(config, data, epochs=epochs) "
+                     f"the value returned for {search.describe(config)}", atol=1e-6,
+                     hint="return history.val_acc[-1] of search.fit(config, data, epochs=epochs) "
                           "-- the validation accuracy, not the training one")
             ex.true(sorted(reported) == list(range(1, epochs + 1)),
                     f"expected one reported validation accuracy per epoch (epochs 1..{epochs}), "
                     f"got reports at steps {sorted(reported)}",
-                    "pass callbacks=[tuning.PruningCallback(trial)] to tuning.fit so pruners can "
+                    "pass callbacks=[search.PruningCallback(trial)] to search.fit so pruners can "
                     "stop bad trials early")
 
 

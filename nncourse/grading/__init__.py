@@ -38,8 +38,8 @@ from pathlib import Path
 
 import nbformat
 
-from nncourse import notebooks as nbs
-from nncourse import scoreboard
+from nncourse.course import notebooks as nbs
+from nncourse.course import scoreboard
 from nncourse.grading import rebuild as rb
 from nncourse.grading import sandbox
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 import nbformat
 
-from nncourse import notebooks as nbs
-from nncourse.release import stub_source
+from nncourse.course import notebooks as nbs
+from nncourse.course.release import stub_source
 
 __all__ = ["SubmissionError", "Answer", "load_submission", "Rebuilt", "rebuild", "static_flags",
            "GUARD_ID", "GUARD_MARK", "check_bindings", "defined_names", "nncourse_aliases"]

@@ -1,0 +1,510 @@
+"""The experiments of chapter 03 (weight initialization) and its widget.
+
+Two kinds of experiment:
+
+* **Training on circles** (:func:`train_circles`, :func:`compare_on_circles`): the 2-10-5-1 ReLU
+  network of the classic comparison (zero / large random / He initialization) trained on
+  ``make_circles`` with full-batch gradient descent.
+* **Signal through depth** (:func:`propagate`): push a batch of standard-normal inputs through a
+  plain deep network ``h <- act(h @ W.T)`` and record the standard deviation of every layer's
+  activations. The weights of layer ``l`` are ``std * Z_l`` with ``Z_l`` standard normal (drawn once
+  and cached, so the widget only redoes the matrix products): every scheme here is a normal
+  distribution, and what distinguishes them is the variance, which :func:`weight_std` computes with
+  the formulas of :mod:`nncourse.init`.
+
+:func:`explore_initialization` is the chapter's widget.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+from torch import nn
+
+from nncourse import activations, init
+from nncourse.data import Dataset, load_circles
+from nncourse.models import make_mlp
+from nncourse.plotting import color
+from nncourse.training import History, evaluate, train
+from nncourse.widgets import freeze_layout, interactive_figure
+from nncourse._validate import check_int
+
+__all__ = ["REFERENCE", "RECIPES", "CirclesRun", "circles", "circles_model", "train_circles",
+           "compare_on_circles", "unit_spread", "ACTIVATIONS", "WEIGHTS", "weight_std",
+           "Profile", "propagate", "std_table", "format_std", "plot_std_vs_depth",
+           "plot_histograms", "widget_profile", "explore_initialization"]
+
+# --- training on circles ------------------------------------------------------------------------
+
+#: The classic comparison (deeplearning.ai, *Improving Deep Neural Networks*, "Initialization"):
+#: a 2-10-5-1 ReLU net, 15 000 full-batch steps at lr 0.01 on make_circles (300 train / 100 test).
+#: Final train loss and train / test accuracy as published.
+REFERENCE = {"zeros": {"loss": 0.693, "train_acc": 0.50, "test_acc": 0.50},
+             "large": {"loss": None, "train_acc": 0.83, "test_acc": 0.86},
+             "he": {"loss": None, "train_acc": 0.993, "test_acc": 0.96}}
+
+#: The circles experiment's named recipes: keyword arguments of :func:`nncourse.init.init_model_`
+#: (its scheme names are the course's one vocabulary, :data:`nncourse.init.SCHEMES`).
+RECIPES = {
+    "zeros": {"scheme": "zeros"},
+    "constant": {"scheme": "constant", "value": 0.5},
+    "large": {"scheme": "normal", "std": 10.0},    # randn * 10, as in the reference
+    "small": {"scheme": "normal", "std": 0.01},
+    "he": {"scheme": "he_normal", "nonlinearity": "relu"},
+}
+
+
+@dataclass
+class CirclesRun:
+    """One training run on circles."""
+
+    name: str
+    seed: int
+    model: nn.Module
+    history: History
+    initial_loss: float
+    test_loss: float
+    test_acc: float
+
+    @property
+    def train_acc(self) -> float:
+        return self.history.train_acc[-1]
+
+    @property
+    def train_loss(self) -> float:
+        return self.history.train_loss[-1]
+
+
+@lru_cache(maxsize=1)
+def circles() -> Dataset:
+    """500 points of make_circles (noise 0.1): 300 train, 100 validation, 100 test."""
+    return load_circles(n_samples=500, noise=0.1, seed=0)
+
+
+def circles_model(name: str, seed: int = 0, bias: float | str = 0.0) -> nn.Sequential:
+    """The 2-10-5-1 ReLU network, initialized with recipe ``name`` (see :data:`RECIPES`)."""
+    if name not in RECIPES:
+        raise ValueError(f"init must be one of {', '.join(RECIPES)}; got {name!r}")
+    model = make_mlp(2, 1, width=[10, 5], activation="relu")
+    recipe = dict(RECIPES[name])
+    if bias == "normal":
+        recipe["std"] = recipe.get("std", 0.1)
+    return init.init_model_(model, seed=seed, bias=bias, **recipe)
+
+
+def train_circles(name: str, seed: int = 0, epochs: int = 500, lr: float = 0.1,
+                  bias: float | str = 0.0) -> CirclesRun:
+    """Train :func:`circles_model` with full-batch gradient descent; evaluate on the test split."""
+    data = circles()
+    model = circles_model(name, seed, bias)
+    initial_loss, _ = evaluate(model, data.X_train, data.y_train)
+    history = train(model, data, epochs=epochs, lr=lr, batch_size=None, seed=seed,
+                    progress=False, evaluate_val=False)
+    test_loss, test_acc = evaluate(model, data.X_test, data.y_test)
+    return CirclesRun(name, seed, model, history, initial_loss, test_loss, test_acc)
+
+
+@lru_cache(maxsize=2)
+def compare_on_circles(seeds: tuple[int, ...] = (0, 1, 2), epochs: int = 500,
+                       lr: float = 0.1) -> dict[str, list[CirclesRun]]:
+    """Train with zeros (one seed: it draws nothing), large random and He initialization."""
+    return {"zeros": [train_circles("zeros", 0, epochs, lr)],
+            "large": [train_circles("large", s, epochs, lr) for s in seeds],
+            "he": [train_circles("he", s, epochs, lr) for s in seeds]}
+
+
+@torch.no_grad()
+def unit_spread(layer: nn.Linear) -> float:
+    """Largest difference between any unit's incoming weights (and bias) and unit 0's.
+
+    0 means every unit of the layer computes exactly the same function.
+    """
+    params = layer.weight if layer.bias is None else torch.cat([layer.weight,
+                                                               layer.bias[:, None]], 1)
+    return (params - params[0]).abs().max().item()
+
+
+# --- signal through depth -----------------------------------------------------------------------
+
+#: Activations of the depth experiments (names from the course's table,
+#: :data:`nncourse.activations.ZOO`).
+ACTIVATIONS = ("linear", "tanh", "sigmoid", "relu", "leaky_relu", "selu")
+
+#: Weights of the depth experiments: ``key -> (label, scheme, std)``, with ``scheme`` from
+#: :data:`nncourse.init.SCHEMES` and ``std`` the fixed std of the ``normal`` scheme.
+WEIGHTS = {"normal_0.01": ("N(0, 0.01²)", "normal", 0.01),
+           "normal_1": ("N(0, 1)", "normal", 1.0),
+           "lecun_normal": ("LeCun: 1/fan_in", "lecun_normal", None),
+           "xavier_normal": ("Xavier: 2/(fan_in+fan_out)", "xavier_normal", None),
+           "he_normal": ("He: 2/fan_in", "he_normal", None)}
+
+
+def weight_std(weights: str, fan_in: int, fan_out: int, gain: float = 1.0) -> float:
+    """Standard deviation of the weights ``weights`` (a key of :data:`WEIGHTS`), times ``gain``.
+
+    Matches :func:`nncourse.init.xavier_normal_` (``xavier_normal``), ``kaiming_normal_(
+    nonlinearity="relu")`` (``he_normal``) and :func:`~nncourse.init.lecun_normal_`
+    (``lecun_normal``) with gain 1.
+    """
+    if weights not in WEIGHTS:
+        raise ValueError(f"weights must be one of {', '.join(WEIGHTS)}; got {weights!r}")
+    _, scheme, std = WEIGHTS[weights]
+    base = {"normal": std, "lecun_normal": 1.0 / math.sqrt(fan_in),
+            "xavier_normal": math.sqrt(2.0 / (fan_in + fan_out)),
+            "he_normal": math.sqrt(2.0 / fan_in)}[scheme]
+    return gain * base
+
+
+@lru_cache(maxsize=4)
+def _standard_draws(depth: int, width: int, batch: int, seed: int):
+    """Inputs ``x`` (batch, width) and weights ``Z`` (depth, width, width), all N(0, 1), float64."""
+    gen = torch.Generator().manual_seed(seed)
+    x = init.normal_(torch.empty(batch, width, dtype=torch.float64), generator=gen)
+    z = init.normal_(torch.empty(depth, width, width, dtype=torch.float64), generator=gen)
+    return x, z
+
+
+@dataclass
+class Profile:
+    """Activation statistics of a deep plain network, one entry per layer (1 = first)."""
+
+    scheme: str
+    activation: str
+    gain: float
+    stds: np.ndarray
+    #: Fraction of activations within 0.01 of a tanh/sigmoid bound (0 for other activations).
+    saturated: np.ndarray
+    values: dict[int, np.ndarray]
+    #: 99.5 % quantile of ``|values|`` over the kept layers, if known (the histograms' range).
+    limit: float | None = None
+
+    @property
+    def depth(self) -> int:
+        return len(self.stds)
+
+
+@torch.no_grad()
+def propagate(scheme: str, activation: str, depth: int = 50, gain: float = 1.0, width: int = 128,
+              batch: int = 256, seed: int = 0, keep: tuple[int, ...] = ()) -> Profile:
+    """Push ``batch`` standard-normal inputs through ``depth`` layers ``h <- act(h @ W.T)``.
+
+    Computed in float64, so an exploding (1e50) or vanishing (1e-50) signal is measured rather
+    than overflowing to inf. ``keep`` lists the (1-based) layers whose activation values are
+    returned, for histograms.
+    """
+    _validate(activation, depth, width, batch, gain, keep)
+    std = weight_std(scheme, width, width, gain)
+    x, z = _standard_draws(max(depth, 100), width, batch, seed)
+    stds, saturated, values = [], [], {}
+    for layer, h in enumerate(_layers(x, z, std, activation, 0, depth), start=1):
+        stds.append(h.std().item())
+        saturated.append(_saturated_fraction(h, activation))
+        if layer in keep:
+            values[layer] = h.reshape(-1).numpy().copy()
+    return Profile(scheme, activation, gain, np.array(stds), np.array(saturated), values)
+
+
+def _layers(h: torch.Tensor, z: torch.Tensor, std: float, activation: str, start: int,
+            stop: int):
+    """Yield layers ``start + 1 .. stop`` of ``h <- act(h @ (std * Z_l).T)``, from ``h`` at
+    layer ``start`` (the one place both :func:`propagate` and the widget's cache compute them)."""
+    act = activations.module(activation)
+    for layer in range(start, stop):
+        h = act(h @ z[layer].T * std)
+        yield h
+
+
+def _validate(activation, depth, width, batch, gain, keep) -> None:
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}; got {activation!r}")
+    for name, v in (("depth", depth), ("width", width), ("batch", batch)):
+        check_int(v, name)
+    if not (isinstance(gain, (int, float)) and gain > 0):
+        raise ValueError(f"gain must be a positive number, got {gain!r}")
+    if any(not 1 <= k <= depth for k in keep):
+        raise ValueError(f"keep must list layers in [1, {depth}], got {keep!r}")
+
+
+def _saturated_fraction(h: torch.Tensor, activation: str) -> float:
+    if activation == "tanh":
+        return (h.abs() > 0.99).double().mean().item()
+    if activation == "sigmoid":
+        return ((h < 0.01) | (h > 0.99)).double().mean().item()
+    return 0.0
+
+
+def std_table(schemes: dict[str, tuple[str, float]], activations: tuple[str, ...],
+              depth: int = 50, **kwargs) -> dict[str, dict[str, Profile]]:
+    """``{row label: {activation: Profile}}`` for rows ``{label: (scheme, gain)}``."""
+    return {label: {a: propagate(s, a, depth, g, **kwargs) for a in activations}
+            for label, (s, g) in schemes.items()}
+
+
+def format_std(value: float) -> str:
+    """A standard deviation for printing: 3 significant digits between 1e-3 and 1e3, else 1.
+
+    A signal that vanished to 1e-48 or exploded to 1e+52 only matters by its order of magnitude,
+    and one significant digit of it does not depend on the rounding of any particular CPU kernel.
+    """
+    value = float(value)
+    if value == 0 or not math.isfinite(value):
+        return f"{value:g}"
+    return f"{value:.3g}" if 1e-3 <= abs(value) < 1e3 else f"{value:.0e}"
+
+
+def _floor(values: np.ndarray) -> np.ndarray:
+    # A signal that vanished to exactly 0 cannot be drawn on a log axis: draw it at the floor.
+    return np.maximum(values, 1e-300)
+
+
+def plot_std_vs_depth(profiles: dict[str, Profile], ax=None, title: str | None = None,
+                      colors: dict[str, str] | None = None):
+    """One line per profile: activation std per layer, log scale."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots()
+    for label, p in profiles.items():
+        c = (colors or {}).get(label, color(label))
+        ax.plot(np.arange(1, p.depth + 1), _floor(p.stds), "-", color=c, label=label)
+    _label_std_axes(ax)
+    if title:
+        ax.set_title(title)
+    ax.legend()
+    return ax
+
+
+def _label_std_axes(ax) -> None:
+    ax.set_yscale("log")
+    ax.set_xlabel("layer (input → output)")
+    ax.set_ylabel("std of activations (log scale)")
+
+
+def _label_histogram_axes(ax) -> None:
+    ax.set_xlabel("activation value")
+    ax.set_ylabel("fraction of values")
+
+
+def _fractions(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Fraction of ``values`` per bin; values beyond the edges count in the outermost bins."""
+    counts, _ = np.histogram(np.clip(values, edges[0], edges[-1]), edges)
+    return counts / values.size
+
+
+def _layer_colors(n: int) -> list:
+    import matplotlib.pyplot as plt
+
+    return [plt.get_cmap("viridis")(v) for v in np.linspace(0.0, 0.85, n)]
+
+
+def plot_histograms(profile: Profile, ax=None, title: str | None = None, bins: int = 60,
+                    limit: float | None = None):
+    """Histograms (as step lines) of the kept layers' activations, lighter for deeper layers."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots()
+    limit = limit or _histogram_limit(profile)
+    edges = np.linspace(-limit, limit, bins + 1)
+    for c, (layer, v) in zip(_layer_colors(len(profile.values)), profile.values.items()):
+        ax.stairs(_fractions(v, edges), edges, color=c, label=f"layer {layer}")
+    _label_histogram_axes(ax)
+    if title:
+        ax.set_title(title)
+    ax.legend()
+    return ax
+
+
+def _histogram_limit(profile: Profile) -> float:
+    peak = profile.limit
+    if peak is None:
+        peak = max(float(np.quantile(np.abs(v), 0.995)) for v in profile.values.values())
+    return peak if peak > 0 else 1.0
+
+
+def _kept_layers(depth: int) -> tuple[int, ...]:
+    return tuple(sorted({1, max(1, round(depth / 3)), max(1, round(2 * depth / 3)), depth}))
+
+
+# --- the widget ---------------------------------------------------------------------------------
+
+#: Activations with act(c * x) = c * act(x) for c > 0: multiplying every weight by ``gain`` then
+#: multiplies layer l by ``gain ** l``, so one forward pass serves every gain.
+_HOMOGENEOUS = ("linear", "relu", "leaky_relu")
+_FORWARD_CACHE: OrderedDict = OrderedDict()
+_FORWARD_CACHE_SIZE = 6  # forward passes kept (about 13 MB each at depth 100)
+
+
+@torch.no_grad()
+def _forward(activation: str, std: float, depth: int, width: int, batch: int, seed: int) -> dict:
+    """Per-layer statistics of :func:`propagate`'s network with weight std ``std``, cached.
+
+    The first ``depth`` layers are computed once and extended when a deeper network is asked for
+    (every depth uses the same weights, so a shallower network is a prefix of a deeper one). Each
+    layer keeps its std, saturated fraction and ``h / std`` as float32 (the shape of its histogram;
+    the std restores the scale).
+    """
+    key = (activation, std, width, batch, seed)
+    entry = _FORWARD_CACHE.pop(key, None)
+    if entry is None:
+        x, _ = _standard_draws(100, width, batch, seed)
+        entry = {"h": x, "stds": [], "saturated": [], "unit": [], "q995": {}}
+    _FORWARD_CACHE[key] = entry  # most recently used last
+    while len(_FORWARD_CACHE) > _FORWARD_CACHE_SIZE:
+        _FORWARD_CACHE.popitem(last=False)
+    if len(entry["stds"]) < depth:
+        _, z = _standard_draws(max(depth, 100), width, batch, seed)
+        h = entry["h"]
+        for h in _layers(h, z, std, activation, len(entry["stds"]), depth):
+            s = h.std().item()
+            unit = (h / s if s > 0 else h).reshape(-1).to(torch.float32).numpy()
+            entry["stds"].append(s)
+            entry["saturated"].append(_saturated_fraction(h, activation))
+            entry["unit"].append(unit)
+        entry["h"] = h
+    return entry
+
+
+def widget_profile(scheme: str, activation: str, depth: int = 50, gain: float = 1.0,
+                   width: int = 128, batch: int = 256, seed: int = 0,
+                   keep: tuple[int, ...] = ()) -> Profile:
+    """:func:`propagate`'s result from cached forward passes: what the widget draws.
+
+    Values kept for histograms are float32 precision (times the float64 std). For linear, ReLU
+    and leaky ReLU a change of gain only rescales a cached pass; for the other activations each
+    new (weight std, activation) pair costs one forward pass, and changing the depth costs at most
+    the extra layers.
+    """
+    _validate(activation, depth, width, batch, gain, keep)
+    base = weight_std(scheme, width, width)
+    if activation in _HOMOGENEOUS:
+        entry = _forward(activation, base, depth, width, batch, seed)
+        factor = float(gain) ** np.arange(1, depth + 1)
+    else:
+        entry = _forward(activation, base * gain, depth, width, batch, seed)
+        factor = np.ones(depth)
+    stds = np.asarray(entry["stds"][:depth]) * factor
+    values = {k: entry["unit"][k - 1].astype(np.float64) * stds[k - 1] for k in keep}
+    for k in keep:  # quantiles of the standardized values, once per layer
+        if k not in entry["q995"]:
+            entry["q995"][k] = float(np.quantile(np.abs(entry["unit"][k - 1]), 0.995))
+    limit = max((entry["q995"][k] * stds[k - 1] for k in keep), default=None)
+    return Profile(scheme, activation, gain, stds, np.asarray(entry["saturated"][:depth]), values,
+                   limit)
+
+
+def _pin_layout(fig, ax_std, ax_hist) -> None:
+    """Lay the figure out once with the widest tick labels the axes can show -- 1e-120 on the
+    log axis, a label on the histogram's right edge (-0.30 ... 0.30) -- then keep axes and axis
+    labels there (:func:`~nncourse.widgets.freeze_layout`): later redraws fit without
+    re-measuring."""
+    engine = fig.get_layout_engine()
+    if engine is None or type(engine).__name__ == "PlaceHolderLayoutEngine":
+        return
+    limits, ticks, hist_limits = ax_std.get_ylim(), ax_std.get_yticks(), ax_hist.get_xlim()
+    ax_std.set_ylim(1e-120, 1e-100)  # six-character tick labels, the widest possible
+    ax_std.set_yticks(_decade_ticks(1e-120, 1e-100))
+    ax_hist.set_xlim(-0.3, 0.3)
+    freeze_layout(fig)
+    ax_std.set_ylim(limits)
+    ax_std.set_yticks(ticks)
+    ax_hist.set_xlim(hist_limits)
+
+
+def _decade_ticks(low: float, high: float, most: int = 6) -> np.ndarray:
+    """Powers of ten within [low, high], every 1, 2, 5, 10, 20, 25 or 50... decades (round steps)."""
+    first, last = math.ceil(math.log10(low)), math.floor(math.log10(high))
+    span = max(last - first, 1)
+    step = next(k for k in (1, 2, 5, 10, 20, 25, 50, 100, 200) if span / k <= most - 1)
+    exponents = np.arange(math.ceil(first / step) * step, last + 1, step)
+    return 10.0 ** exponents
+
+
+def _decade_label(value: float, _pos=None) -> str:
+    return f"1e{round(math.log10(value)):+d}" if value > 0 else ""
+
+
+def explore_initialization(static: bool = False, width: int = 128, batch: int = 256):
+    """Widget: weight scheme, gain, activation and depth -> per-layer std and histograms.
+
+    Left: the std of each layer's activations (log scale). Right: histograms of the activations at
+    the first layer, one third, two thirds and the last layer. Values outside the plotted range
+    are piled into the outermost bins. Forward passes are cached (:func:`widget_profile`) and the
+    artists are updated in place.
+    """
+    import ipywidgets as W
+    from matplotlib import ticker
+
+    style = {"description_width": "initial"}
+    controls = {
+        "scheme": W.Dropdown(options=[(label, key) for key, (label, _, _) in WEIGHTS.items()],
+                             value="xavier_normal", description="weights", style=style),
+        "gain": W.FloatSlider(value=1.0, min=0.25, max=3.0, step=0.05, description="gain",
+                              style=style),
+        "activation": W.Dropdown(options=ACTIVATIONS, value="tanh",
+                                 description="activation", style=style),
+        "depth": W.IntSlider(value=50, min=2, max=100, description="depth", style=style),
+    }
+    bins = 60
+
+    def first_draw(ax_std, ax_hist, state):
+        state["line"], = ax_std.plot([], [], "o-", ms=2.5)
+        _label_std_axes(ax_std)
+        # Decade ticks with plain-text labels, no minor ticks: mathtext labels and minor ticks
+        # were a large part of a redraw.
+        ax_std.yaxis.set_major_formatter(ticker.FuncFormatter(_decade_label))
+        ax_std.yaxis.set_minor_locator(ticker.NullLocator())
+        ax_std.xaxis.set_major_locator(ticker.MaxNLocator(5, integer=True, steps=[1, 2, 5, 10]))
+        _label_histogram_axes(ax_hist)
+        ax_hist.xaxis.set_major_locator(ticker.MaxNLocator(5))
+        ax_hist.yaxis.set_major_locator(ticker.MaxNLocator(4))
+        edges = np.linspace(-1, 1, bins + 1)
+        # No legend (its texts cost a redraw time): the title names the layers, dark to light.
+        state["stairs"] = [ax_hist.stairs(np.zeros(bins), edges, color=c)
+                           for c in _layer_colors(4)]
+        # An explicit y turns off the title's automatic placement (it measures tick labels).
+        state["std_title"] = ax_std.set_title(" ", y=1.0)
+        state["hist_title"] = ax_hist.set_title(" ", y=1.0)
+
+    def draw(axes, state, scheme, gain, activation, depth):
+        keep = _kept_layers(depth)
+        p = widget_profile(scheme, activation, depth, gain, width, batch, keep=keep)
+        ax_std, ax_hist = axes
+        if "line" not in state:
+            first_draw(ax_std, ax_hist, state)
+        shown = _floor(p.stds)
+        state["line"].set_data(np.arange(1, depth + 1), shown)
+        state["line"].set_color(color(activation))
+        # At least 1e-3..10 on the log axis, so a healthy signal looks flat rather than zoomed in.
+        ax_std.set_xlim(0, depth + 1)
+        low, high = min(shown.min() / 2, 1e-3), max(shown.max() * 2, 10.0)
+        ax_std.set_ylim(low, high)
+        ax_std.set_yticks(_decade_ticks(low, high))
+        # The scheme and its weight std in the title: Xavier and LeCun coincide for square
+        # layers, and a learner who switches between them should see why nothing else moves.
+        w_std = weight_std(scheme, width, width, gain)
+        state["std_title"].set_text(f"{WEIGHTS[scheme][0].split(':')[0]} weights (std {w_std:.3g}) "
+                                    f"→ layer {depth}: std {format_std(p.stds[-1])}")
+        limit = _histogram_limit(p)
+        edges = np.linspace(-limit, limit, bins + 1)
+        top = 0.0
+        for i, artist in enumerate(state["stairs"]):
+            if i < len(keep):
+                frac = _fractions(p.values[keep[i]], edges)
+                artist.set_data(frac, edges)
+                top = max(top, frac.max())
+                artist.set_label(f"layer {keep[i]}")
+            artist.set_visible(i < len(keep))
+        ax_hist.set_xlim(-limit, limit)
+        ax_hist.set_ylim(0, 1.1 * top)
+        state["hist_title"].set_text(f"layers {', '.join(map(str, keep))} (dark → light)")
+        if not state.get("pinned"):
+            _pin_layout(ax_std.figure, ax_std, ax_hist)
+            state["pinned"] = True
+
+    return interactive_figure(draw, controls, ncols=2, figsize=(9.5, 3.6), static=static)

@@ -1,0 +1,401 @@
+"""Hyperparameter search: one search space, three ways to search it, and pruning of bad trials.
+
+A *configuration* is a plain dict that :func:`fit` turns into a trained MLP::
+
+    {"units": [64, 32], "activation": "relu", "dropout": 0.2, "optimizer": "adam", "lr": 1e-3}
+
+(``len(units)`` is the number of hidden layers). The search space :data:`SEARCH_SPACE` is the one
+the Keras-Tuner articles use -- number of layers, units per layer, activation, dropout, optimizer,
+learning rate on a log scale -- written with Optuna's own distribution classes, so one description
+serves both searches:
+
+* :func:`suggest_config` asks an Optuna ``trial`` for each value (``trial.suggest_int`` ...), so
+  Optuna's samplers (TPE, random, grid) and pruners drive the search;
+* :func:`sample_config` draws each value with a NumPy generator: :func:`random_search` and
+  :func:`grid_search` from scratch.
+
+:func:`make_objective` is the Optuna objective: it trains one configuration with
+:func:`nncourse.training.train` and reports the validation accuracy after every epoch through
+:class:`PruningCallback`, so a pruner (median, Hyperband) can stop a trial that is doing worse than
+the others at the same epoch. :func:`create_study` / :func:`load_study` keep a study in a database,
+so several worker processes (``python -m nncourse tune``, :mod:`nncourse.course.tune`) search one
+study together.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+import optuna
+import torch
+from optuna.distributions import (BaseDistribution, CategoricalDistribution, FloatDistribution,
+                                  IntDistribution)
+
+from nncourse.data import Dataset
+from nncourse.models import make_mlp
+from nncourse.training import Callback, History, train
+from nncourse._validate import check_int
+
+__all__ = ["SEARCH_SPACE", "DEFAULT_CONFIG", "quiet", "optuna_style", "suggest", "sample",
+           "draw_config", "suggest_config", "sample_config", "config_from_params", "describe",
+           "fit", "PruningCallback", "make_objective", "epochs_used", "random_search",
+           "grid_search", "SearchResult", "log_grid", "create_study", "load_study",
+           "open_storage", "TuneError"]
+
+#: The articles' search space. ``units`` is drawn once *per hidden layer* (``units_0``, ...).
+SEARCH_SPACE: dict[str, BaseDistribution] = {
+    "n_layers": IntDistribution(1, 3),
+    "units": IntDistribution(8, 128, log=True),
+    "activation": CategoricalDistribution(("relu", "tanh", "sigmoid")),
+    "dropout": FloatDistribution(0.1, 0.6),
+    "optimizer": CategoricalDistribution(("rmsprop", "adam", "sgd", "nadam", "adadelta")),
+    "lr": FloatDistribution(1e-4, 1.0, log=True),
+}
+
+#: What one writes before tuning anything: two hidden layers of 32 ReLUs, dropout 0.2 and Adam with
+#: its default learning rate (the default of both torch.optim.Adam and Keras).
+DEFAULT_CONFIG: dict = {"units": [32, 32], "activation": "relu", "dropout": 0.2,
+                        "optimizer": "adam", "lr": 1e-3}
+
+_CONFIG_KEYS = ("units", "activation", "dropout", "optimizer", "lr")
+
+
+def quiet() -> None:
+    """Silence Optuna's per-trial log lines and its ExperimentalWarning (plots, importances).
+
+    Notebook outputs are compared as text, so the INFO line Optuna prints for every trial (with a
+    timestamp) and warnings printed to stderr would make them differ between runs.
+    """
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    # Some Optuna plots call fig.tight_layout() on the course's constrained-layout figures.
+    warnings.filterwarnings("ignore", message="The figure layout has changed to tight")
+
+
+@contextmanager
+def optuna_style() -> Iterator[None]:
+    """Draw ``optuna.visualization.matplotlib`` plots inside this block; the course style returns.
+
+    Each of those plot functions calls ``plt.style.use("ggplot")``, which would change the look of
+    every later figure of the session. Inside the block the plots draw in Optuna's own style; on
+    leaving it, matplotlib's settings are restored as they were (``plt.rc_context``)::
+
+        with search.optuna_style():
+            ax = optuna.visualization.matplotlib.plot_optimization_history(study)
+            plt.show()
+    """
+    import matplotlib.pyplot as plt
+
+    with plt.rc_context():
+        yield
+
+
+# --- one search space, two ways to draw from it ----------------------------------------------
+
+def suggest(trial: optuna.Trial, name: str, dist: BaseDistribution):
+    """Ask ``trial`` for parameter ``name`` from ``dist`` with the matching ``trial.suggest_*``."""
+    if isinstance(dist, CategoricalDistribution):
+        return trial.suggest_categorical(name, list(dist.choices))
+    if isinstance(dist, IntDistribution):
+        return trial.suggest_int(name, dist.low, dist.high, log=dist.log)
+    if isinstance(dist, FloatDistribution):
+        return trial.suggest_float(name, dist.low, dist.high, log=dist.log)
+    raise TypeError(f"unsupported distribution for {name!r}: {dist!r}")
+
+
+def sample(dist: BaseDistribution, rng: np.random.Generator):
+    """Draw one value from ``dist`` with a NumPy generator (what a random sampler does).
+
+    Categorical: each choice equally likely. Float: uniform on ``[low, high]``, or uniform in
+    ``log`` space when ``log=True`` (so 1e-4..1e-3 is as likely as 0.1..1). Int: the same on
+    ``[low - 0.5, high + 0.5]``, rounded, so each end gets its fair share.
+    """
+    if isinstance(dist, CategoricalDistribution):
+        return dist.choices[int(rng.integers(len(dist.choices)))]
+    if isinstance(dist, FloatDistribution):
+        if dist.log:
+            return float(math.exp(rng.uniform(math.log(dist.low), math.log(dist.high))))
+        return float(rng.uniform(dist.low, dist.high))
+    if isinstance(dist, IntDistribution):
+        lo, hi = dist.low - 0.5, dist.high + 0.5
+        x = math.exp(rng.uniform(math.log(lo), math.log(hi))) if dist.log else rng.uniform(lo, hi)
+        return int(min(max(round(x), dist.low), dist.high))
+    raise TypeError(f"unsupported distribution: {dist!r}")
+
+
+def _check_space(space: Mapping) -> None:
+    missing = [k for k in SEARCH_SPACE if k not in space]
+    if missing:
+        raise ValueError(f"search space is missing {', '.join(missing)}; it needs the keys "
+                         f"{', '.join(SEARCH_SPACE)}")
+    for name, dist in space.items():
+        if not isinstance(dist, BaseDistribution):
+            raise TypeError(f"search space entry {name!r} must be an optuna distribution "
+                            f"(FloatDistribution, IntDistribution, CategoricalDistribution), "
+                            f"got {type(dist).__name__}")
+
+
+def draw_config(draw: Callable[[str, BaseDistribution], object],
+                space: Mapping[str, BaseDistribution] = SEARCH_SPACE) -> dict:
+    """Build a configuration by calling ``draw(name, distribution)`` for each hyperparameter.
+
+    The space is *conditional* (define-by-run): the number of layers is drawn first, then one
+    ``units_i`` per layer, so a 1-layer network has no ``units_1``.
+    """
+    _check_space(space)
+    n_layers = draw("n_layers", space["n_layers"])
+    return {"units": [draw(f"units_{i}", space["units"]) for i in range(n_layers)],
+            "activation": draw("activation", space["activation"]),
+            "dropout": draw("dropout", space["dropout"]),
+            "optimizer": draw("optimizer", space["optimizer"]),
+            "lr": draw("lr", space["lr"])}
+
+
+def suggest_config(trial: optuna.Trial, space: Mapping = SEARCH_SPACE) -> dict:
+    """A configuration suggested by an Optuna trial (its sampler picks the values)."""
+    return draw_config(lambda name, dist: suggest(trial, name, dist), space)
+
+
+def sample_config(rng: np.random.Generator, space: Mapping = SEARCH_SPACE) -> dict:
+    """A configuration drawn uniformly at random (log-uniformly where ``log=True``)."""
+    return draw_config(lambda name, dist: sample(dist, rng), space)
+
+
+def config_from_params(params: Mapping) -> dict:
+    """Turn Optuna's flat ``trial.params`` (``n_layers``, ``units_0``...) back into a config."""
+    try:
+        n = int(params["n_layers"])
+        return {"units": [int(params[f"units_{i}"]) for i in range(n)],
+                **{k: params[k] for k in _CONFIG_KEYS[1:]}}
+    except KeyError as err:
+        raise ValueError(f"params lack {err.args[0]!r}; expected the parameters that "
+                         f"suggest_config records, got {sorted(params)}") from None
+
+
+def _validate_config(config: Mapping) -> None:
+    if not isinstance(config, Mapping):
+        raise TypeError(f"config must be a dict, got {type(config).__name__}")
+    missing = [k for k in _CONFIG_KEYS if k not in config]
+    if missing:
+        raise ValueError(f"config is missing {', '.join(missing)}; a config has the keys "
+                         f"{', '.join(_CONFIG_KEYS)}")
+    units = config["units"]
+    if (isinstance(units, (str, bytes)) or not isinstance(units, Sequence) or not units
+            or not all(isinstance(u, (int, np.integer)) and u >= 1 for u in units)):
+        raise ValueError(f"config['units'] must be a non-empty list of positive integers (one per "
+                         f"hidden layer), got {units!r}")
+
+
+def describe(config: Mapping) -> str:
+    """One short line, e.g. ``2 x [64, 32] relu, dropout 0.20, adam lr 0.001``."""
+    _validate_config(config)
+    return (f"{len(config['units'])} x {list(map(int, config['units']))} {config['activation']}, "
+            f"dropout {config['dropout']:.2f}, {config['optimizer']} lr {config['lr']:.3g}")
+
+
+# --- training one configuration --------------------------------------------------------------
+
+def fit(config: Mapping, data: Dataset, epochs: int = 10, seed: int = 0, batch_size: int = 64,
+        callbacks: Sequence[Callback] = ()) -> tuple[torch.nn.Module, History]:
+    """Build the MLP of ``config`` and train it on ``data``; return ``(model, history)``.
+
+    ``config`` may also hold ``"weight_decay"`` (L2 penalty for the optimizer, default 0).
+
+    Weights (He init for ReLU, Xavier otherwise), dropout masks and batch order all come from
+    ``seed``, so the same configuration always gives the same score -- without this, tuning would
+    partly be picking the luckiest seed. The global random state is left untouched.
+    """
+    _validate_config(config)
+    init = "he_normal" if config["activation"] == "relu" else "xavier_normal"
+    model = make_mlp(data.n_features, data.n_classes, width=[int(u) for u in config["units"]],
+                     activation=config["activation"], dropout=float(config["dropout"]),
+                     init=init, seed=seed)  # seeds the weights without touching the global RNG
+    # Dropout masks come from torch's global generator: seed it, inside a fork so that the
+    # caller's random state is left as it was.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        history = train(model, data, epochs=epochs, lr=float(config["lr"]),
+                        optimizer=config["optimizer"], batch_size=batch_size, seed=seed,
+                        callbacks=callbacks, progress=False,
+                        weight_decay=float(config.get("weight_decay", 0.0)))
+    return model, history
+
+
+class PruningCallback(Callback):
+    """Report the validation accuracy to an Optuna trial after each epoch; prune if told to.
+
+    ``trial.report(value, epoch)`` stores the intermediate value; ``trial.should_prune()`` asks
+    the study's pruner whether this trial is worse than the others were at the same epoch, and if
+    so we raise :class:`optuna.TrialPruned` to stop training. ``trial.user_attrs["epochs_run"]``
+    records how many epochs were trained, to count the compute a pruner saved.
+    """
+
+    def __init__(self, trial: optuna.Trial, metric: str = "val_acc"):
+        if metric not in ("val_acc", "val_loss"):
+            raise ValueError(f"metric must be 'val_acc' or 'val_loss', got {metric!r}")
+        self.trial = trial
+        self.metric = metric
+
+    def on_epoch_end(self, model, epoch, history):
+        self.trial.set_user_attr("epochs_run", epoch)
+        self.trial.report(getattr(history, self.metric)[-1], epoch)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+
+
+def make_objective(data: Dataset, epochs: int = 10, space: Mapping = SEARCH_SPACE,
+                   seed: int = 0) -> Callable[[optuna.Trial], float]:
+    """The Optuna objective: validation accuracy after ``epochs`` epochs of a suggested config.
+
+    Use it as ``study.optimize(make_objective(data), n_trials=30)`` with
+    ``direction="maximize"``. It never looks at the test split.
+    """
+    check_int(epochs, "epochs", fn="make_objective")
+    _check_space(space)
+
+    def objective(trial: optuna.Trial) -> float:
+        config = suggest_config(trial, space)
+        _, history = fit(config, data, epochs=epochs, seed=seed,
+                         callbacks=[PruningCallback(trial)])
+        return history.val_acc[-1]
+
+    return objective
+
+
+def epochs_used(study: optuna.Study) -> int:
+    """Total epochs trained by the study's finished (complete or pruned) trials."""
+    return sum(int(t.user_attrs.get("epochs_run", 0)) for t in study.trials
+               if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))
+
+
+# --- searching without Optuna ----------------------------------------------------------------
+
+@dataclass
+class SearchResult:
+    """Every configuration tried, with its score, in order; ``best`` is the highest score."""
+
+    configs: list = field(default_factory=list)
+    scores: list = field(default_factory=list)
+
+    @property
+    def best_index(self) -> int:
+        if not self.scores:
+            raise ValueError("no configurations were evaluated")
+        return int(np.argmax(self.scores))
+
+    @property
+    def best_config(self):
+        return self.configs[self.best_index]
+
+    @property
+    def best_score(self) -> float:
+        return float(self.scores[self.best_index])
+
+
+def _check_trials(n_trials) -> None:
+    check_int(n_trials, "n_trials")
+
+
+def random_search(score: Callable[[dict], float], space: Mapping[str, BaseDistribution],
+                  n_trials: int, seed: int = 0) -> SearchResult:
+    """Random search from scratch: draw each hyperparameter independently, keep the best.
+
+    ``space`` maps names to distributions (any names: a flat space, not :data:`SEARCH_SPACE`'s
+    per-layer units); ``score(config)`` returns a number to maximize.
+    """
+    _check_trials(n_trials)
+    rng = np.random.default_rng(seed)
+    result = SearchResult()
+    for _ in range(n_trials):
+        config = {name: sample(dist, rng) for name, dist in space.items()}
+        result.configs.append(config)
+        result.scores.append(float(score(config)))
+    return result
+
+
+def grid_search(score: Callable[[dict], float], grid: Mapping[str, Sequence]) -> SearchResult:
+    """Try every combination of the values in ``grid`` (``{name: [values]}``)."""
+    import itertools
+
+    if not grid or any(len(v) == 0 for v in grid.values()):
+        raise ValueError("grid must map each name to a non-empty list of values")
+    result = SearchResult()
+    names = list(grid)
+    for values in itertools.product(*(grid[n] for n in names)):
+        config = dict(zip(names, values))
+        result.configs.append(config)
+        result.scores.append(float(score(config)))
+    return result
+
+
+def log_grid(dist: BaseDistribution, n: int) -> list:
+    """``n`` evenly spaced values across ``dist`` (in log space when ``dist.log``)."""
+    if isinstance(dist, CategoricalDistribution):
+        return list(dist.choices)
+    lo, hi = dist.low, dist.high
+    values = np.geomspace(lo, hi, n) if dist.log else np.linspace(lo, hi, n)
+    if isinstance(dist, IntDistribution):
+        return sorted({int(round(v)) for v in values})
+    return [float(v) for v in values]
+
+
+class TuneError(Exception):
+    """A problem with the worker's arguments (bad storage URL, unknown study)."""
+
+
+def _safe_url(url: str) -> str:
+    """The URL with any password masked, for messages."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url
+
+
+def open_storage(url: str) -> optuna.storages.RDBStorage:
+    """Connect to a study database: ``sqlite:///file.db``, ``postgresql://...``, ``mysql://...``."""
+    if not isinstance(url, str) or "://" not in url:
+        raise TuneError(f"storage must be a database URL such as sqlite:///study.db or "
+                        f"postgresql://user:password@host/dbname, got {url!r}")
+    # SQLite allows one writer at a time; wait for the lock instead of failing at once.
+    kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+    except Exception as err:
+        reason = (str(err).splitlines()[0] if str(err) else type(err).__name__).rstrip(". ")
+        raise TuneError(f"cannot open storage {_safe_url(url)}: {reason}. Check the URL, that "
+                        "the directory or database server exists, and that its driver is "
+                        "installed") from None
+
+
+def create_study(name: str, storage: str | optuna.storages.BaseStorage | None = None,
+                 seed: int | None = 0, load_if_exists: bool = False,
+                 pruner: optuna.pruners.BasePruner | None = None) -> optuna.Study:
+    """A maximizing study with a seeded TPE sampler and a median pruner (the chapter's choice).
+
+    The pruner lets a trial run 3 epochs before judging it, and judges only after 5 trials have
+    finished, so it compares against a meaningful median.
+    """
+    if isinstance(storage, str):
+        storage = open_storage(storage)
+    return optuna.create_study(
+        study_name=name, storage=storage, direction="maximize", load_if_exists=load_if_exists,
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=pruner or optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=3))
+
+
+def load_study(name: str, storage: str, seed: int | None = None) -> optuna.Study:
+    """Join an existing study; a clear :class:`TuneError` when there is no study of that name."""
+    rdb = open_storage(storage)
+    names = optuna.get_all_study_names(storage=rdb)
+    if name not in names:
+        have = ", ".join(sorted(names)) if names else "none"
+        raise TuneError(f"no study named {name!r} in {_safe_url(storage)} (studies there: {have}); "
+                        "create it with --create, or check the name")
+    return create_study(name, rdb, seed=seed, load_if_exists=True)

@@ -1,0 +1,168 @@
+"""Each chapter 01 check passes on the reference answer and fails, with one clear sentence, on
+plausible wrong answers."""
+
+from functools import partial
+
+import numpy as np
+import pytest
+
+from nncourse import backprop as bp
+from nncourse import gradcheck as gc
+from nncourse.checks import NotAttempted
+from nncourse.checks import ch01 as check
+from tests.checks.helpers import check_fails, stub
+
+
+fails = partial(check_fails, 1)
+
+
+# --- 1.1 sigmoid ---------------------------------------------------------------------------------
+
+def naive_sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+def test_1_1_reference_passes(capsys):
+    check.ex1_1_sigmoid(bp.sigmoid, bp.sigmoid_prime)
+    assert capsys.readouterr().out == "Exercise 1.1 passed (1 point)\n"
+
+
+def test_1_1_wrong_answers():
+    fails(check.ex1_1_sigmoid, lambda z: 1 / (1 + np.exp(z)), bp.sigmoid_prime,
+          match=r"sigmoid\(z\) is wrong")
+    fails(check.ex1_1_sigmoid, bp.sigmoid, lambda z: z * (1 - z),
+          match=r"sigmoid_prime\(z\) is wrong.*apply it to sigma\(z\), not to z")
+    fails(check.ex1_1_sigmoid, naive_sigmoid, bp.sigmoid_prime,
+          match=r"sigmoid\(z\) is not numerically stable: NumPy reported 'overflow")
+    fails(check.ex1_1_sigmoid, bp.sigmoid, lambda z: naive_sigmoid(z) * (1 - naive_sigmoid(z)),
+          match=r"sigmoid_prime\(z\) is not numerically stable")
+    fails(check.ex1_1_sigmoid, lambda z: None, bp.sigmoid_prime, match="returned None")
+    fails(check.ex1_1_sigmoid, lambda z: bp.sigmoid(z).ravel(), bp.sigmoid_prime,
+          match=r"to have shape \(3, 5\)")
+    fails(check.ex1_1_sigmoid, lambda z: z * np.nan, bp.sigmoid_prime, match="NaN")
+    with pytest.raises(NotAttempted):
+        check.ex1_1_sigmoid(stub, stub)
+
+
+# --- 1.2 dense backward --------------------------------------------------------------------------
+
+def test_1_2_reference_passes(capsys):
+    check.ex1_2_dense_backward(bp.dense_backward)
+    assert capsys.readouterr().out == "Exercise 1.2 passed (2 points)\n"
+
+
+def test_1_2_wrong_answers():
+    fails(check.ex1_2_dense_backward, lambda x, w, g: (g @ w, x.T @ g, g.sum(0)),
+          match=r"grad_weight .* to have shape \(4, 3\), got \(3, 4\).*grad_out.T @ x")
+    fails(check.ex1_2_dense_backward, lambda x, w, g: (g @ w, g.T @ x, g.mean(0)),
+          match=r"grad_bias .* is wrong.*do not average")
+    fails(check.ex1_2_dense_backward, lambda x, w, g: (g @ w.T, g.T @ x, g.sum(0)),
+          match=r"raised ValueError: matmul")
+    fails(check.ex1_2_dense_backward, lambda x, w, g: (g @ w, g.T @ x),
+          match=r"should return a tuple \(grad_x, grad_weight, grad_bias\), got tuple of length 2")
+    fails(check.ex1_2_dense_backward, lambda x, w, g: None, match="got None")
+    fails(check.ex1_2_dense_backward, lambda x, w, g: (g @ w, g.T @ x, g.sum(0) * np.nan),
+          match="NaN")
+    with pytest.raises(NotAttempted):
+        check.ex1_2_dense_backward(stub)
+
+
+# --- 1.3 BCE from logits -------------------------------------------------------------------------
+
+def naive_bce(z, y):
+    p = naive_sigmoid(z)
+    return float(np.mean(-(y * np.log(p) + (1 - y) * np.log(1 - p))))
+
+
+def test_1_3_reference_passes(capsys):
+    check.ex1_3_bce_with_logits(bp.binary_cross_entropy_with_logits,
+                                bp.binary_cross_entropy_with_logits_grad)
+    assert capsys.readouterr().out == "Exercise 1.3 passed (2 points)\n"
+
+
+def test_1_3_wrong_answers():
+    grad = bp.binary_cross_entropy_with_logits_grad
+    fails(check.ex1_3_bce_with_logits, naive_bce, grad,
+          match=r"bce_with_logits is not numerically stable.*log1p")
+    fails(check.ex1_3_bce_with_logits, bp.binary_cross_entropy_with_logits,
+          lambda z, y: bp.sigmoid(z) - y, match=r"grad\(logits, y\) is wrong.*/ N")
+    fails(check.ex1_3_bce_with_logits, bp.binary_cross_entropy_with_logits,
+          lambda z, y: (y - bp.sigmoid(z)) / z.size, match=r"grad\(logits, y\) is wrong")
+    fails(check.ex1_3_bce_with_logits, bp.binary_cross_entropy_with_logits,
+          lambda z, y: (naive_sigmoid(z) - y) / z.size,
+          match=r"bce_with_logits_grad is not numerically stable.*exercise 1.1")
+    fails(check.ex1_3_bce_with_logits,
+          lambda z, y: float(np.sum(np.maximum(z, 0) - z * y + np.log1p(np.exp(-abs(z))))), grad,
+          match=r"bce_with_logits\(logits, y\) is wrong")
+    fails(check.ex1_3_bce_with_logits, lambda z, y: np.ones(3), grad, match="single number")
+    fails(check.ex1_3_bce_with_logits, bp.binary_cross_entropy_with_logits,
+          lambda z, y: grad(z, y).ravel(), match=r"to have shape \(7, 1\)")
+    with pytest.raises(NotAttempted):
+        check.ex1_3_bce_with_logits(stub, stub)
+
+
+# --- 1.4 gradient checker ------------------------------------------------------------------------
+
+def forward_difference(f, x, eps=1e-6):
+    grad = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        f0 = f(x)
+        old = x[i]
+        x[i] = old + eps
+        grad[i] = (f(x) - f0) / eps
+        x[i] = old
+    return grad
+
+
+def not_restored(f, x, eps=1e-6):
+    grad = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        x[i] += eps
+        fp = f(x)
+        x[i] -= 2 * eps
+        grad[i] = (fp - f(x)) / (2 * eps)
+    return grad
+
+
+def on_a_copy(f, x, eps=1e-6):
+    grad = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        xp, xm = x.copy(), x.copy()
+        xp[i] += eps
+        xm[i] -= eps
+        grad[i] = (f(xp) - f(xm)) / (2 * eps)
+    return grad
+
+
+def test_1_4_reference_passes(capsys):
+    check.ex1_4_gradient_checker(gc.numerical_gradient, gc.relative_error)
+    assert capsys.readouterr().out == "Exercise 1.4 passed (2 points)\n"
+
+
+# one wrong answer divides 0 by 0 on purpose: NumPy warns, the check must still catch it
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+def test_1_4_wrong_answers():
+    rel = gc.relative_error
+    fails(check.ex1_4_gradient_checker, forward_difference, rel,
+          match=r"numerical_gradient\(f, x\) of f = sum\(exp\(c \* x\)\) is wrong.*central")
+    fails(check.ex1_4_gradient_checker, not_restored, rel, match=r"left x changed")
+    fails(check.ex1_4_gradient_checker, on_a_copy, rel,
+          match=r"flags a correct backward pass: relative error 1, expected below 1e-06")
+    fails(check.ex1_4_gradient_checker, gc.numerical_gradient,
+          lambda a, n: float(np.linalg.norm(a - n) / (np.linalg.norm(a) + np.linalg.norm(n))),
+          match=r"relative_error of two zero arrays .*got nan|NaN")
+    fails(check.ex1_4_gradient_checker, gc.numerical_gradient,
+          lambda a, n: float(np.max(np.abs(a - n))), match=r"relative_error.* is wrong")
+    fails(check.ex1_4_gradient_checker, gc.numerical_gradient, lambda a, n: 0.0,
+          match=r"relative_error.* is wrong")
+    with pytest.raises(NotAttempted):
+        check.ex1_4_gradient_checker(stub, stub)
+
+
+def test_1_4_a_checker_that_never_flags_misses_the_bug():
+    # right on the small formula cases, but never reports more than 1e-4 on the network
+    def capped(a, n):
+        return min(gc.relative_error(a, n), 1e-4) if np.size(a) > 6 else gc.relative_error(a, n)
+
+    fails(check.ex1_4_gradient_checker, gc.numerical_gradient, capped,
+          match=r"missed the planted bug: .* relative error of 0.0001, expected above 1e-3")
