@@ -31,6 +31,7 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab $(ROOTFLAG) chapters/00_start_here.ipynb
 
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n $(JOBS) --dist loadscope --nbval tests chapters solutions
 
 bench: $(STAMP)

@@ -1,7 +1,8 @@
 """Test-wide settings, applied before any kernel starts (kernels inherit the environment).
 
 * Jupyter, IPython and matplotlib state go to a temporary directory, not the home directory.
-* Progress bars are off and thread counts fixed, exactly as when notebooks were executed for storage.
+* Progress bars are off and thread counts fixed, exactly as when notebooks were executed for
+  storage.
 * nbval runs kernels in this environment, with the sanitizers in tests/nbval_sanitize.cfg.
 """
 

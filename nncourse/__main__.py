@@ -16,7 +16,8 @@ COMMANDS = {
     "bench": ("nncourse.course.bench", "time each chapter notebook"),
     "execute": ("nncourse.course.execute", "run notebooks in place and store outputs (authors)"),
     "grade": ("nncourse.grading", "batch-grade a class's exercise notebooks (instructors)"),
-    "tune": ("nncourse.course.tune", "a hyperparameter-tuning worker joining a shared Optuna study"),
+    "tune": ("nncourse.course.tune",
+             "a hyperparameter-tuning worker joining a shared Optuna study"),
 }
 
 

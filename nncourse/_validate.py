@@ -22,7 +22,8 @@ def _where(fn: str | None) -> str:
 def check_int(value, name: str, low: int = 1, fn: str | None = None) -> int:
     """``value`` as an ``int`` if it is an integer >= ``low`` (``bool`` is not an integer here)."""
     if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
-        kind = {1: "a positive integer", 0: "a non-negative integer"}.get(low, f"an integer >= {low}")
+        kind = {1: "a positive integer", 0: "a non-negative integer"}.get(
+            low, f"an integer >= {low}")
         raise ValueError(f"{_where(fn)}{name} must be {kind}, got {value!r}")
     return int(value)
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
+
 from nncourse._validate import check_number
 
 __all__ = [
@@ -284,7 +285,8 @@ def softplus(x, beta: float = 1.0, threshold: float = 20.0) -> torch.Tensor:
 
 
 def softplus_grad(x, beta: float = 1.0, threshold: float = 20.0) -> torch.Tensor:
-    r""":math:`\sigma(\beta x)` -- softplus is the integral of the sigmoid (1 above the threshold)."""
+    r""":math:`\sigma(\beta x)` -- softplus is the integral of the sigmoid (1 above the
+    threshold)."""
     b = _check_number("beta", beta)
     thr = _check_number("threshold", threshold)
     x = _t(x)
@@ -417,7 +419,8 @@ ZOO: dict[str, Activation] = {a.name: a for a in (
 #: Other names for the same activation.
 ALIASES = {"swish": "silu", "linear": "identity"}
 
-#: Names :func:`nncourse.models.make_mlp` accepts: every activation with a torch module, and aliases.
+#: Names :func:`nncourse.models.make_mlp` accepts: every activation with a torch module, and
+#: aliases.
 TRAINABLE = tuple([n for n, a in ZOO.items() if a.module is not None]
                   + [k for k, v in ALIASES.items() if ZOO[v].module is not None])
 
@@ -482,7 +485,8 @@ def properties(name: str, value: float | None = None) -> dict:
     g = act.derivative(torch.tensor([-5.0, 0.0, 5.0], dtype=torch.float64), value).tolist()
     return {
         "name": act.name,
-        "range": (-math.inf if lo4 < lo3 - 1 else _tidy(lo), math.inf if hi4 > hi3 + 1 else _tidy(hi)),
+        "range": (-math.inf if lo4 < lo3 - 1 else _tidy(lo),
+                  math.inf if hi4 > hi3 + 1 else _tidy(hi)),
         "mean_gauss": _tidy(float(np.sum(w * fz))),
         "grad_at_minus5": _tidy(g[0]), "grad_at_0": _tidy(g[1]), "grad_at_5": _tidy(g[2]),
         "smooth": act.smooth, "ops": act.ops,

@@ -19,8 +19,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from nncourse.data import Dataset
 from nncourse._validate import check_int
+from nncourse.data import Dataset
 
 __all__ = ["as_images", "affine", "translate", "rotate", "add_noise", "random_augment",
            "augment_dataset"]

@@ -21,10 +21,11 @@ differences (:mod:`nncourse.gradcheck`) to ~1e-9.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+
 import numpy as np
 
-from nncourse.training import History  # the course's one record of a training run
 from nncourse._validate import check_int
+from nncourse.training import History  # the course's one record of a training run
 
 __all__ = [
     "ACTIVATIONS", "LOSSES", "sigmoid", "sigmoid_prime", "tanh_prime", "relu", "relu_prime",
@@ -204,7 +205,8 @@ class MLP:
     __call__ = forward
 
     def backward(self, grad_logits: np.ndarray) -> np.ndarray:
-        """Backpropagate :math:`\\partial L/\\partial\\text{logits}` through every layer, last first."""
+        """Backpropagate :math:`\\partial L/\\partial\\text{logits}` through every layer, last
+        first."""
         grad = grad_logits
         for layer in reversed(self.layers):
             grad = layer.backward(grad)
@@ -212,14 +214,17 @@ class MLP:
 
     def parameters(self) -> dict[str, np.ndarray]:
         """``{"0.weight": array, ...}``: the arrays themselves (edit them to change the net)."""
-        return {f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.params.items()}
+        return {f"{i}.{k}": v for i, layer in enumerate(self.layers)
+                for k, v in layer.params.items()}
 
     def gradients(self) -> dict[str, np.ndarray]:
         """The gradients the last :meth:`backward` stored, with the names of :meth:`parameters`."""
-        return {f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.grads.items()}
+        return {f"{i}.{k}": v for i, layer in enumerate(self.layers)
+                for k, v in layer.grads.items()}
 
     def step(self, lr: float) -> None:
-        """Gradient descent update :math:`\\theta \\leftarrow \\theta - \\eta\\,\\nabla_\\theta L`."""
+        """Gradient descent update
+        :math:`\\theta \\leftarrow \\theta - \\eta\\,\\nabla_\\theta L`."""
         if not np.isfinite(lr) or lr <= 0:
             raise ValueError(f"learning rate lr must be a positive number, got {lr!r}")
         for layer in self.layers:
@@ -293,7 +298,8 @@ def _check_classes(logits: np.ndarray, target: np.ndarray, what: str) -> np.ndar
 
 
 def cross_entropy(logits: np.ndarray, target: np.ndarray) -> float:
-    """Softmax cross-entropy :math:`-\\frac1n\\sum_i \\log \\mathrm{softmax}(z_i)_{y_i}` (``F.cross_entropy``).
+    """Softmax cross-entropy :math:`-\\frac1n\\sum_i \\log \\mathrm{softmax}(z_i)_{y_i}`
+    (``F.cross_entropy``).
 
     Uses :math:`\\log\\mathrm{softmax}(z)_k = z_k - m - \\log\\sum_j e^{z_j - m}` with the row max
     :math:`m`, which is finite for any logits.

@@ -20,12 +20,11 @@ global gradient norm before clipping at every step.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 
 import torch
 
-from nncourse.training import Callback
 from nncourse._validate import check_number
+from nncourse.training import Callback
 
 __all__ = ["clip_by_value", "clip_by_norm", "clip_grad_value_", "clip_grad_norm_", "with_grad",
            "ClipGradients", "plot_total_norms"]

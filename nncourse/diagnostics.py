@@ -19,10 +19,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from nncourse._validate import check_int
 from nncourse.activations import MODULE_TYPES
 from nncourse.models import linear_layers
 from nncourse.training import Callback, eval_mode, loss_function
-from nncourse._validate import check_int
 
 __all__ = ["record_activations", "layer_outputs", "activation_stats", "gradient_norms",
            "weight_grad_norms", "weight_changes", "GradientMonitor", "has_nonfinite"]
@@ -111,7 +111,8 @@ def gradient_norms(model: nn.Module, X: torch.Tensor, y: torch.Tensor,
 
 
 def weight_grad_norms(model: nn.Module) -> list[float]:
-    """L2 norm of each ``nn.Linear`` weight's ``.grad``, input to output (0 for a layer without one).
+    """L2 norm of each ``nn.Linear`` weight's ``.grad``, input to output (0 for a layer without
+    one).
 
     .. math:: \\lVert \\partial L / \\partial W_l \\rVert_F = \\sqrt{\\textstyle\\sum_{ij}
               (\\partial L / \\partial W_{l,ij})^2}

@@ -20,6 +20,7 @@ from importlib import metadata
 
 import numpy as np
 import torch
+
 from nncourse._validate import check_int
 
 __all__ = ["setup", "seed_everything", "environment_report", "progress_enabled"]

@@ -11,11 +11,12 @@ with the relative error :math:`\\lVert a - n\\rVert / (\\lVert a\\rVert + \\lVer
 does not care whether the gradient is large or tiny.
 
 **Tolerance.** In float64 with :math:`\\varepsilon = 10^{-6}` a correct backward pass gives
-relative errors around :math:`10^{-9}` or below (rounding error :math:`\\approx 10^{-16}/\\varepsilon`
-plus truncation error :math:`\\approx \\varepsilon^2`). :data:`TOLERANCE` is :math:`10^{-6}`:
-below it the gradient is right; a bug gives errors of :math:`10^{-2}` to 1. ReLU's kink can spoil
-a check when an input sits within :math:`\\varepsilon` of 0 -- rare with random data. Never
-gradient-check in float32: its rounding error alone is about :math:`10^{-7}/\\varepsilon`.
+relative errors around :math:`10^{-9}` or below (rounding error
+:math:`\\approx 10^{-16}/\\varepsilon` plus truncation error :math:`\\approx \\varepsilon^2`).
+:data:`TOLERANCE` is :math:`10^{-6}`: below it the gradient is right; a bug gives errors of
+:math:`10^{-2}` to 1. ReLU's kink can spoil a check when an input sits within
+:math:`\\varepsilon` of 0 -- rare with random data. Never gradient-check in float32: its rounding
+error alone is about :math:`10^{-7}/\\varepsilon`.
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ def numerical_gradient(f: Callable[[np.ndarray], float], x: np.ndarray, eps: flo
 
 
 def relative_error(analytic: np.ndarray, numerical: np.ndarray) -> float:
-    """:math:`\\lVert a - n\\rVert_2 / (\\lVert a\\rVert_2 + \\lVert n\\rVert_2)`, 0 if both are 0."""
+    """:math:`\\lVert a - n\\rVert_2 / (\\lVert a\\rVert_2 + \\lVert n\\rVert_2)`, 0 if both
+    are 0."""
     a, n = np.asarray(analytic, float), np.asarray(numerical, float)
     if a.shape != n.shape:
         raise ValueError(f"analytic and numerical gradients must have the same shape, got "

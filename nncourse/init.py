@@ -1,4 +1,5 @@
-"""Weight initializers from scratch, with the names, signatures and in-place style of ``torch.nn.init``.
+"""Weight initializers from scratch, with the names, signatures and in-place style of
+``torch.nn.init``.
 
 Every initializer fills a tensor *in place* (trailing ``_``), returns it, and accepts
 ``generator=`` so a seeded :class:`torch.Generator` reproduces the same weights. They draw with the
@@ -33,6 +34,7 @@ import math
 
 import torch
 from torch import nn
+
 from nncourse._validate import check_number
 
 __all__ = ["NONLINEARITIES", "MODES", "SCHEMES", "calculate_gain", "calculate_fan_in_and_fan_out",
@@ -151,7 +153,8 @@ def uniform_(tensor: torch.Tensor, a: float = 0.0, b: float = 1.0,
 
 def xavier_uniform_(tensor: torch.Tensor, gain: float = 1.0,
                     generator: torch.Generator | None = None) -> torch.Tensor:
-    r"""Glorot/Xavier uniform: U(-a, a) with :math:`a = \text{gain}\sqrt{6/(\text{fan\_in}+\text{fan\_out})}`.
+    r"""Glorot/Xavier uniform: U(-a, a) with
+    :math:`a = \text{gain}\sqrt{6/(\text{fan\_in}+\text{fan\_out})}`.
 
     A uniform U(-a, a) has variance a^2/3, so this is Var[W] = gain^2 * 2 / (fan_in + fan_out).
     """
@@ -164,7 +167,8 @@ def xavier_uniform_(tensor: torch.Tensor, gain: float = 1.0,
 
 def xavier_normal_(tensor: torch.Tensor, gain: float = 1.0,
                    generator: torch.Generator | None = None) -> torch.Tensor:
-    r"""Glorot/Xavier normal: N(0, std^2) with :math:`\text{std} = \text{gain}\sqrt{2/(\text{fan\_in}+\text{fan\_out})}`."""
+    r"""Glorot/Xavier normal: N(0, std^2) with
+    :math:`\text{std} = \text{gain}\sqrt{2/(\text{fan\_in}+\text{fan\_out})}`."""
     _check_number("gain", gain, positive=True)
     fan_in, fan_out = calculate_fan_in_and_fan_out(tensor)
     std = gain * math.sqrt(2.0 / float(fan_in + fan_out))

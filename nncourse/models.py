@@ -15,7 +15,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from nncourse import activations, init as initializers
+from nncourse import activations
+from nncourse import init as initializers
 from nncourse._validate import check_choice, check_int, check_number
 
 __all__ = ["make_mlp", "init_weights_", "linear_layers", "count_parameters"]

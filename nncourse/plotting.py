@@ -180,7 +180,8 @@ def plot_decision_boundary(model: torch.nn.Module, X, y, ax=None, title: str | N
     if logits.ndim == 1 or logits.shape[1] == 1:
         z = torch.sigmoid(logits.reshape(-1)).numpy()
     else:
-        z = torch.softmax(logits, 1)[:, 1].numpy() if logits.shape[1] == 2 else logits.argmax(1).numpy()
+        z = (torch.softmax(logits, 1)[:, 1].numpy() if logits.shape[1] == 2
+             else logits.argmax(1).numpy())
     ax.contourf(xx, yy, z.reshape(xx.shape), levels=20, cmap="RdBu_r", alpha=0.35)
     ax.scatter(X[:, 0], X[:, 1], c=y, cmap="RdBu_r", s=12, edgecolors="k", linewidths=0.3)
     ax.set_xlabel("$x_1$")

@@ -33,9 +33,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from nncourse._validate import check_int, check_number
 from nncourse.models import linear_layers
 from nncourse.training import Callback, eval_mode, train
-from nncourse._validate import check_int, check_number
 
 __all__ = [
     "n_to_prune", "magnitude_mask", "global_masks", "layerwise_masks", "magnitude_masks",

@@ -27,9 +27,9 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
+from nncourse._validate import check_int, check_number
 from nncourse.models import linear_layers
 from nncourse.training import Callback, History, eval_mode
-from nncourse._validate import check_int, check_number
 
 __all__ = ["l1_penalty", "l2_penalty", "l1_grad", "l2_grad", "soft_threshold_", "WeightPenalty",
            "dropout", "Dropout", "mc_dropout_predict", "expected_calibration_error", "max_norm_",

@@ -33,13 +33,17 @@ from dataclasses import dataclass, field
 import numpy as np
 import optuna
 import torch
-from optuna.distributions import (BaseDistribution, CategoricalDistribution, FloatDistribution,
-                                  IntDistribution)
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
 
+from nncourse._validate import check_int
 from nncourse.data import Dataset
 from nncourse.models import make_mlp
 from nncourse.training import Callback, History, train
-from nncourse._validate import check_int
 
 __all__ = ["SEARCH_SPACE", "DEFAULT_CONFIG", "quiet", "optuna_style", "suggest", "sample",
            "draw_config", "suggest_config", "sample_config", "config_from_params", "describe",

@@ -10,7 +10,8 @@ per-step diagnostics without writing their own loop:
 * ``scheduler=lambda opt: torch.optim.lr_scheduler.StepLR(opt, 10)`` steps once per epoch
   (``ReduceLROnPlateau`` gets the validation loss; ``scheduler_interval="step"`` for 1cycle);
 * ``callbacks=[...]``: objects with any of ``on_train_begin``, ``on_after_backward`` (before
-  clipping), ``on_before_step`` (after clipping), ``on_step_end``, ``on_epoch_end`` (return ``True`` to stop), ``on_train_end``.
+  clipping), ``on_before_step`` (after clipping), ``on_step_end``, ``on_epoch_end`` (return
+  ``True`` to stop), ``on_train_end``.
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from nncourse.env import progress_enabled
 from nncourse._validate import check_int
+from nncourse.env import progress_enabled
 
-__all__ = ["History", "Callback", "train", "evaluate", "eval_mode", "predict", "accuracy", "make_optimizer",
-           "loss_function"]
+__all__ = ["History", "Callback", "train", "evaluate", "eval_mode", "predict", "accuracy",
+           "make_optimizer", "loss_function"]
 
 OPTIMIZERS = {
     "sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
@@ -213,7 +214,8 @@ def train(model: nn.Module, data, epochs: int = 20, lr: float = 0.1,
                                    or batch_size < 1):
         raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
     if scheduler_interval not in ("epoch", "step"):
-        raise ValueError(f"scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}")
+        raise ValueError("scheduler_interval must be 'epoch' or 'step', "
+                         f"got {scheduler_interval!r}")
     for name, v in (("clip_norm", clip_norm), ("clip_value", clip_value)):
         if v is not None and not (isinstance(v, (int, float)) and v > 0):
             raise ValueError(f"{name} must be a positive number or None, got {v!r}")

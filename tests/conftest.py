@@ -1,4 +1,5 @@
-"""Unit tests run like notebooks: one torch thread (fast and reproducible on a loaded 2-core box)."""
+"""Unit tests run like notebooks: one torch thread (fast and reproducible on a loaded 2-core
+box)."""
 
 import pytest
 import torch

@@ -53,7 +53,8 @@ def test_clip_grad_norm_is_global_not_per_tensor():
     clipping.clip_grad_norm_(ours, 1.0)
     ratios = [(p.grad / b).mean().item() for p, b in zip(ours, before)]
     assert ratios[0] == pytest.approx(ratios[1], rel=1e-6)
-    assert torch.linalg.vector_norm(torch.cat([p.grad for p in ours])).item() == pytest.approx(1.0, rel=1e-5)
+    assert torch.linalg.vector_norm(torch.cat([p.grad for p in ours])).item() == pytest.approx(
+        1.0, rel=1e-5)
 
 
 def test_clip_grad_norm_zero_and_missing_grads():

@@ -14,7 +14,8 @@ def test_loaders_give_disjoint_typed_splits(loader, n_features, n_classes, n_tot
     assert d.n_features == n_features and d.n_classes == n_classes
     assert len(d.y_train) + len(d.y_val) + len(d.y_test) == n_total
     for X, y in ((d.X_train, d.y_train), (d.X_val, d.y_val), (d.X_test, d.y_test)):
-        assert X.dtype == torch.float32 and y.dtype == torch.int64 and X.shape == (len(y), n_features)
+        assert (X.dtype == torch.float32 and y.dtype == torch.int64
+                and X.shape == (len(y), n_features))
     rows = lambda X: {tuple(r) for r in X.numpy().round(6).tolist()}  # noqa: E731
     assert not rows(d.X_train) & rows(d.X_test)
     assert not rows(d.X_val) & rows(d.X_test)

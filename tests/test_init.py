@@ -53,7 +53,8 @@ def test_bad_arguments_list_the_valid_values():
         init.normal_(torch.empty(3), std=-1.0)
     with pytest.raises(ValueError, match="a <= b"):
         init.uniform_(torch.empty(3), 1.0, 0.0)
-    with pytest.raises(ValueError, match="init_model_: scheme must be one of default, zeros, .*got 'glorot'"):
+    with pytest.raises(ValueError,
+                       match="init_model_: scheme must be one of default, zeros, .*got 'glorot'"):
         init.init_model_(nn.Linear(2, 2), "glorot")
 
 
@@ -85,7 +86,8 @@ def test_lecun_normal_is_kaiming_normal_linear():
 
 @pytest.mark.parametrize("fn, kwargs, std, bound", [
     (init.xavier_uniform_, {}, math.sqrt(2 / 1000), math.sqrt(6 / 1000)),
-    (init.xavier_uniform_, {"gain": 5 / 3}, 5 / 3 * math.sqrt(2 / 1000), 5 / 3 * math.sqrt(6 / 1000)),
+    (init.xavier_uniform_, {"gain": 5 / 3}, 5 / 3 * math.sqrt(2 / 1000),
+     5 / 3 * math.sqrt(6 / 1000)),
     (init.xavier_normal_, {}, math.sqrt(2 / 1000), None),
     (init.kaiming_uniform_, {"nonlinearity": "relu"}, math.sqrt(2 / 400), math.sqrt(6 / 400)),
     (init.kaiming_normal_, {"nonlinearity": "relu"}, math.sqrt(2 / 400), None),

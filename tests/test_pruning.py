@@ -219,4 +219,5 @@ def test_time_inference_one_model_or_several_in_turn():
 def test_saved_bytes_compressed_shrinks_zeros():
     zeros = nn.Linear(64, 64)
     nn.init.zeros_(zeros.weight)
-    assert P.saved_bytes(zeros.state_dict(), compressed=True) < P.saved_bytes(zeros.state_dict()) / 2
+    assert (P.saved_bytes(zeros.state_dict(), compressed=True)
+            < P.saved_bytes(zeros.state_dict()) / 2)

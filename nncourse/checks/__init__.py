@@ -125,7 +125,8 @@ class Exercise:
                       "did you forget a `return` statement?")
         arr = _to_numpy(value)
         if arr is None:
-            self.fail(f"expected {what} to be a numpy array or torch tensor, got {_describe(value)}")
+            self.fail(f"expected {what} to be a numpy array or torch tensor, "
+                      f"got {_describe(value)}")
         if shape is not None and tuple(arr.shape) != tuple(shape):
             self.fail(f"expected {what} to have shape {tuple(shape)}, got shape {tuple(arr.shape)}",
                       "check which axis you summed or averaged over, and keep the batch axis")

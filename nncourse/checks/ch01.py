@@ -95,7 +95,8 @@ def ex1_2_dense_backward(dense_backward) -> None:
 
 
 def ex1_3_bce_with_logits(bce_with_logits, bce_with_logits_grad) -> None:
-    """Exercise 1.3: mean binary cross-entropy from logits and its gradient, stable for any logit."""
+    """Exercise 1.3: mean binary cross-entropy from logits and its gradient, stable for any
+    logit."""
     with exercise("1.3", points=2, name="binary cross-entropy from logits") as ex:
         rng = np.random.default_rng(13)
         z = rng.normal(size=(7, 1)) * 3
@@ -184,8 +185,8 @@ def ex1_4_gradient_checker(numerical_gradient, relative_error) -> None:
             analytic = net.gradients()["0.weight"].copy()
             weight = net.parameters()["0.weight"]
             numeric = ex.array(ex.call(numerical_gradient,
-                                       lambda _: backprop.loss_value(net, xb, yb), weight, 1e-6,
-                                       call="numerical_gradient(f, weight)"),
+                                       lambda _, net=net: backprop.loss_value(net, xb, yb),
+                                       weight, 1e-6, call="numerical_gradient(f, weight)"),
                                "numerical_gradient(f, weight)", shape=weight.shape)
             err = ex.number(ex.call(relative_error, analytic, numeric,
                                     call="relative_error(analytic, numerical)"),

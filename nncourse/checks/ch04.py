@@ -64,10 +64,12 @@ def ex4_3_softmax(softmax) -> None:
     with exercise("4.3", points=2, name="stable softmax") as ex:
         gen = torch.Generator().manual_seed(43)
         cases = [
-            ("random logits of shape (5, 4)", torch.randn(5, 4, generator=gen, dtype=torch.float64)),
+            ("random logits of shape (5, 4)",
+             torch.randn(5, 4, generator=gen, dtype=torch.float64)),
             ("one vector of shape (3,)", torch.tensor([2.0, -1.0, 0.5], dtype=torch.float64)),
             ("logits [1000, 999, 0]", torch.tensor([[1000.0, 999.0, 0.0]], dtype=torch.float64)),
-            ("logits [1000, 0, -1000]", torch.tensor([[1000.0, 0.0, -1000.0]], dtype=torch.float64)),
+            ("logits [1000, 0, -1000]",
+             torch.tensor([[1000.0, 0.0, -1000.0]], dtype=torch.float64)),
             ("logits [-1000, -1000, -1001]",
              torch.tensor([[-1000.0, -1000.0, -1001.0]], dtype=torch.float64)),
             ("rows on very different scales [[1000, 999], [0, -1]]",

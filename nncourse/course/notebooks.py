@@ -85,7 +85,8 @@ def exercises(nb) -> list[ExerciseCells]:
             if not isinstance(points, int) or points < 1:
                 raise ValueError(f"check cell {i} (exercise {ex}) needs positive integer points")
             if "nbval-check-output" not in cell.metadata.get("tags", []):
-                raise ValueError(f"check cell {i} (exercise {ex}) must be tagged nbval-check-output")
+                raise ValueError(f"check cell {i} (exercise {ex}) must be tagged "
+                                 "nbval-check-output")
             found[ex] = ExerciseCells(ex, points, answers.get(ex, []), i)
     for ex, idx in answers.items():
         if ex not in found:

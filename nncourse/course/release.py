@@ -9,7 +9,8 @@ For each ``solutions/NN_*.ipynb``:
   ``pytest --nbval-lax`` on the exercise fails until the student's answer passes;
 * every other code cell is cleared (the student runs it).
 
-``--check`` writes nothing and fails when ``exercises/`` is not exactly what ``release`` would write.
+``--check`` writes nothing and fails when ``exercises/`` is not exactly what ``release`` would
+write.
 """
 
 from __future__ import annotations
@@ -116,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
             print("exercises/ is out of date: run `python -m nncourse release`", file=sys.stderr)
         return 1
     n = len(list(args.solutions.glob("[0-9][0-9]_*.ipynb")))
-    print(f"{n} exercise notebook{'s' if n != 1 else ''} {'up to date' if args.check else 'written'}"
+    print(f"{n} exercise notebook{'s' if n != 1 else ''} "
+          f"{'up to date' if args.check else 'written'}"
           f" in {args.exercises}/")
     return 0

@@ -51,8 +51,8 @@ def format_scoreboard(results: list[Result], title: str = "") -> str:
     for r in results:
         line = f"  Exercise {r.exercise + ':':<5} {r.earned}/{r.points}  {r.status}"
         if r.message and r.status != PASSED:
-            msg = r.message.split(": ", 1)[-1] if r.message.startswith(("ExerciseError",
-                                                                       "NotAttempted")) else r.message
+            msg = (r.message.split(": ", 1)[-1]
+                   if r.message.startswith(("ExerciseError", "NotAttempted")) else r.message)
             line += f"\n      {msg}"
         lines.append(line)
     total = sum(r.earned for r in results)

@@ -13,8 +13,14 @@ import sys
 
 import optuna
 
-from nncourse.search import (TuneError, _check_trials, create_study, load_study, make_objective,
-                             quiet)
+from nncourse.search import (
+    TuneError,
+    _check_trials,
+    create_study,
+    load_study,
+    make_objective,
+    quiet,
+)
 
 __all__ = ["DATASETS", "add_arguments", "run"]
 

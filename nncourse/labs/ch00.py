@@ -52,8 +52,10 @@ def explore_learning_rate(static: bool = False, epochs: int = 40):
         run = runs[lr]
         x = np.arange(1, epochs + 1)
         if "train" not in state:
-            state["train"], = ax.plot(x, run["train_loss"], "-", color=color("train"), label="train")
-            state["val"], = ax.plot(x, run["val_loss"], "--", color=color("val"), label="validation")
+            state["train"], = ax.plot(x, run["train_loss"], "-", color=color("train"),
+                                      label="train")
+            state["val"], = ax.plot(x, run["val_loss"], "--", color=color("val"),
+                                    label="validation")
             ax.set_yscale("log")
             losses = [v for r in runs.values() for v in r["train_loss"] + r["val_loss"]]
             lo, hi = 0.8 * min(losses), 1.2 * max(losses)

@@ -17,11 +17,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from nncourse import backprop
+from nncourse._validate import check_int
 from nncourse.data import load_moons
 from nncourse.plotting import color
 from nncourse.training import History
 from nncourse.widgets import interactive_figure
-from nncourse._validate import check_int
 
 __all__ = ["SNAPSHOT_EPOCHS", "WIDTHS", "LEARNING_RATES", "Run", "moons_arrays", "training_run",
            "plot_boundary", "plot_snapshots", "explore_training"]
@@ -49,7 +49,8 @@ class Run:
 
 @lru_cache(maxsize=2)
 def moons_arrays(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Two-moons (``nncourse.data.load_moons``) as float64 NumPy arrays: X_train, y_train, X_val, y_val."""
+    """Two-moons (``nncourse.data.load_moons``) as float64 NumPy arrays: X_train, y_train, X_val,
+    y_val."""
     d = load_moons(seed=seed)
     return (d.X_train.double().numpy(), d.y_train.numpy(), d.X_val.double().numpy(),
             d.y_val.numpy())
@@ -85,7 +86,8 @@ def training_run(width: int = 8, lr: float = 1.0, epochs: int = 500, seed: int =
 
 
 def plot_boundary(ax, prob: np.ndarray, extent, X: np.ndarray, y: np.ndarray):
-    """Shade P(class 1) over the plane (red = 1, blue = 0) and scatter the points; return the image."""
+    """Shade P(class 1) over the plane (red = 1, blue = 0) and scatter the points; return the
+    image."""
     im = ax.imshow(prob, origin="lower", extent=extent, cmap="RdBu_r", vmin=0, vmax=1, alpha=0.45,
                    aspect="auto", interpolation="bilinear", zorder=1)
     # Ticks under the map (there are no gridlines here, so nothing changes to the eye): a widget

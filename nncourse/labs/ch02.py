@@ -26,18 +26,24 @@ import numpy as np
 import torch
 from torch import nn
 
+from nncourse._validate import check_int
 from nncourse.data import load_digits
-from nncourse.diagnostics import (GradientMonitor, activation_stats, gradient_norms,
-                                  layer_outputs, weight_changes, weight_grad_norms)
+from nncourse.diagnostics import (
+    GradientMonitor,
+    activation_stats,
+    gradient_norms,
+    layer_outputs,
+    weight_changes,
+    weight_grad_norms,
+)
 from nncourse.models import linear_layers, make_mlp
 from nncourse.plotting import color, decade_limits, plot_per_layer
 from nncourse.training import Callback, History, loss_function, train
-from nncourse._validate import check_int
 
 __all__ = ["WIDTH", "ACTIVATION_CHOICES", "SCALES", "digits", "probe_batch", "layer_grad_norms",
            "gradient_profile", "first_last_ratio", "diagnose", "relative_weight_change",
-           "unit_spread", "at_least", "StepLosses", "train_deep", "plot_sigmoid_chain", "plot_profiles", "plot_update_ratios",
-           "plot_histograms", "explore_gradients"]
+           "unit_spread", "at_least", "StepLosses", "train_deep", "plot_sigmoid_chain",
+           "plot_profiles", "plot_update_ratios", "plot_histograms", "explore_gradients"]
 
 #: Units per hidden layer in every experiment of the chapter.
 WIDTH = 64
@@ -310,8 +316,8 @@ def explore_gradients(static: bool = False, depth: int = 15, activation: str = "
                              style={"description_width": "initial"}),
         "activation": W.Dropdown(options=list(ACTIVATION_CHOICES), value=activation,
                                  description="activation"),
-        "scale": W.SelectionSlider(options=list(SCALES), value=scale,
-                                   description="weight scale", style={"description_width": "initial"}),
+        "scale": W.SelectionSlider(options=list(SCALES), value=scale, description="weight scale",
+                                   style={"description_width": "initial"}),
     }
 
     def draw(axes, state, depth, activation, scale):

@@ -27,12 +27,12 @@ import torch
 from torch import nn
 
 from nncourse import activations, init
+from nncourse._validate import check_int
 from nncourse.data import Dataset, load_circles
 from nncourse.models import make_mlp
 from nncourse.plotting import color
 from nncourse.training import History, evaluate, train
 from nncourse.widgets import freeze_layout, interactive_figure
-from nncourse._validate import check_int
 
 __all__ = ["REFERENCE", "RECIPES", "CirclesRun", "circles", "circles_model", "train_circles",
            "compare_on_circles", "unit_spread", "ACTIVATIONS", "WEIGHTS", "weight_std",
@@ -359,14 +359,13 @@ def _forward(activation: str, std: float, depth: int, width: int, batch: int, se
         _FORWARD_CACHE.popitem(last=False)
     if len(entry["stds"]) < depth:
         _, z = _standard_draws(max(depth, 100), width, batch, seed)
-        h = entry["h"]
-        for h in _layers(h, z, std, activation, len(entry["stds"]), depth):
+        for h in _layers(entry["h"], z, std, activation, len(entry["stds"]), depth):
             s = h.std().item()
             unit = (h / s if s > 0 else h).reshape(-1).to(torch.float32).numpy()
             entry["stds"].append(s)
             entry["saturated"].append(_saturated_fraction(h, activation))
             entry["unit"].append(unit)
-        entry["h"] = h
+            entry["h"] = h
     return entry
 
 
@@ -417,7 +416,8 @@ def _pin_layout(fig, ax_std, ax_hist) -> None:
 
 
 def _decade_ticks(low: float, high: float, most: int = 6) -> np.ndarray:
-    """Powers of ten within [low, high], every 1, 2, 5, 10, 20, 25 or 50... decades (round steps)."""
+    """Powers of ten within [low, high], every 1, 2, 5, 10, 20, 25 or 50... decades (round
+    steps)."""
     first, last = math.ceil(math.log10(low)), math.floor(math.log10(high))
     span = max(last - first, 1)
     step = next(k for k in (1, 2, 5, 10, 20, 25, 50, 100, 200) if span / k <= most - 1)

@@ -26,8 +26,8 @@ from nncourse.training import History, accuracy, eval_mode, train
 from nncourse.widgets import interactive_figure
 
 __all__ = ["RECIPE", "noisy_moons", "Run", "fit", "fit_digits", "table", "plot_curves",
-           "plot_boundaries", "probability_grid", "boundary_lines", "L2_GRID", "DROPOUT_GRID", "grid_runs",
-           "explore_regularization"]
+           "plot_boundaries", "probability_grid", "boundary_lines", "L2_GRID", "DROPOUT_GRID",
+           "grid_runs", "explore_regularization"]
 
 #: The chapter's training recipe: a wide, deep ReLU net and full-batch SGD with momentum; gradient
 #: clipping (chapter 02) only acts when heavy dropout makes a step explode.

@@ -14,9 +14,9 @@ from __future__ import annotations
 from functools import lru_cache
 
 import matplotlib.pyplot as plt
-from matplotlib.ticker import NullLocator
 import numpy as np
 import torch
+from matplotlib.ticker import NullLocator
 from torch import nn
 
 from nncourse import pruning as P

@@ -1,4 +1,5 @@
-"""Chapter 11's experiments: grid vs random search on the default network, and workers sharing a study.
+"""Chapter 11's experiments: grid vs random search on the default network, and workers sharing a
+study.
 
 The search code itself (search space, objective, pruning, random and grid search, studies in a
 database) is in :mod:`nncourse.search`; the worker command is :mod:`nncourse.course.tune`.
@@ -16,8 +17,15 @@ import optuna
 from optuna.distributions import BaseDistribution, FloatDistribution
 
 from nncourse.data import Dataset
-from nncourse.search import (DEFAULT_CONFIG, SearchResult, create_study, fit, grid_search,
-                             log_grid, random_search)
+from nncourse.search import (
+    DEFAULT_CONFIG,
+    SearchResult,
+    create_study,
+    fit,
+    grid_search,
+    log_grid,
+    random_search,
+)
 
 __all__ = ["LR_WD_SPACE", "grid_vs_random", "plot_grid_vs_random", "run_workers",
            "trials_by_worker"]
@@ -91,13 +99,15 @@ def plot_grid_vs_random(grid: SearchResult, rand: SearchResult, x: str = "lr",
 
 
 def run_workers(n_workers: int = 2, n_trials: int = 4, epochs: int = 5,
-                dataset: str = "digits", study_name: str = "shared") -> tuple[list[str], optuna.Study]:
+                dataset: str = "digits",
+                study_name: str = "shared") -> tuple[list[str], optuna.Study]:
     """Start ``n_workers`` processes of ``python -m nncourse tune`` on one new SQLite study.
 
     Each worker gets its own sampler seed (1, 2, ...) and runs ``n_trials`` trials of
-    ``epochs`` epochs on ``dataset`` (a name the ``tune`` command knows). Returns each worker's last line of output and an in-memory copy of the
-    shared study (the temporary database is deleted). Which worker runs which trial depends on
-    timing, so the result differs from run to run.
+    ``epochs`` epochs on ``dataset`` (a name the ``tune`` command knows). Returns each worker's
+    last line of output and an in-memory copy of the shared study (the temporary database is
+    deleted). Which worker runs which trial depends on timing, so the result differs from run to
+    run.
     """
     workdir = tempfile.mkdtemp(prefix="nncourse-study-")
     try:

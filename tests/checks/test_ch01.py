@@ -12,7 +12,6 @@ from nncourse.checks import NotAttempted
 from nncourse.checks import ch01 as check
 from tests.checks.helpers import check_fails, stub
 
-
 fails = partial(check_fails, 1)
 
 

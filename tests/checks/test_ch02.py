@@ -1,4 +1,5 @@
-"""Chapter 02's checks pass on the reference answers and fail, with one clear sentence, on wrong ones."""
+"""Chapter 02's checks pass on the reference answers and fail, with one clear sentence, on wrong
+ones."""
 
 import math
 import re
@@ -9,9 +10,9 @@ import torch
 from torch import nn
 
 from nncourse import clipping
-from nncourse.labs import ch02 as lab
 from nncourse.checks import NotAttempted
 from nncourse.checks import ch02 as check
+from nncourse.labs import ch02 as lab
 from tests.checks.helpers import check_fails, stub
 
 
@@ -32,20 +33,21 @@ def test_2_1_passes_on_reference_and_variants(capsys):
     check.ex2_1_layer_grad_norms(lab.layer_grad_norms)
     check.ex2_1_layer_grad_norms(lambda m: [p.grad.norm() for p in m.parameters() if p.ndim == 2])
     check.ex2_1_layer_grad_norms(lambda m: torch.stack(
-        [l.weight.grad.norm() for l in m.modules() if isinstance(l, nn.Linear)]))
+        [lay.weight.grad.norm() for lay in m.modules() if isinstance(lay, nn.Linear)]))
     assert capsys.readouterr().out.count("Exercise 2.1 passed (2 points)") == 3
 
 
 def test_2_1_fails_on_wrong_answers():
-    linears = lambda m: [l for l in m.modules() if isinstance(l, nn.Linear)]  # noqa: E731
+    linears = lambda m: [lay for lay in m.modules() if isinstance(lay, nn.Linear)]  # noqa: E731
     fails(check.ex2_1_layer_grad_norms, lambda m: [p.grad.norm().item() for p in m.parameters()],
           "expected 4 norms")
     fails(check.ex2_1_layer_grad_norms,
-          lambda m: [(l.weight.grad ** 2).sum().item() for l in linears(m)], "is wrong")
+          lambda m: [(lay.weight.grad ** 2).sum().item() for lay in linears(m)], "is wrong")
     fails(check.ex2_1_layer_grad_norms,
-          lambda m: [l.weight.grad.norm().item() for l in linears(m)][::-1], "input layer first")
+          lambda m: [lay.weight.grad.norm().item() for lay in linears(m)][::-1],
+          "input layer first")
     fails(check.ex2_1_layer_grad_norms,
-          lambda m: [l.weight.norm().item() for l in linears(m)], "is wrong")
+          lambda m: [lay.weight.norm().item() for lay in linears(m)], "is wrong")
     fails(check.ex2_1_layer_grad_norms, lambda m: None, "returned None")
     fails(check.ex2_1_layer_grad_norms, lambda m: [float("nan")] * 4, "NaN")
 

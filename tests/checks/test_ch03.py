@@ -16,7 +16,7 @@ def fails(check_fn, answer, *fragments):
     with pytest.raises(ExerciseError) as info:
         check_fn(answer)
     message = str(info.value)
-    assert message.startswith(f"Exercise 3.") and message.count("\n") == 0
+    assert message.startswith("Exercise 3.") and message.count("\n") == 0
     for fragment in fragments:
         assert fragment in message, message
     return message

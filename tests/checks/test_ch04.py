@@ -13,7 +13,6 @@ from nncourse.checks import NotAttempted
 from nncourse.checks import ch04 as check
 from tests.checks.helpers import check_fails, stub
 
-
 fails = partial(check_fails, 4)
 
 

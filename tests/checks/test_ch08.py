@@ -111,12 +111,12 @@ def _rule(losses, patience, min_delta, *, zero_based=False, ties=False, delta=Tr
                                    dict(extra=1)], ids=["0-based", "ties", "no-min-delta",
                                                         "off-by-one"])
 def test_8_3_failures(wrong):
-    fails(check.ex8_3_early_stopping, lambda l, p, d: _rule(l, p, d, **wrong),
+    fails(check.ex8_3_early_stopping, lambda losses, p, d: _rule(losses, p, d, **wrong),
           r"returned \(stop, best\) = \(\d+, \d+\), expected \(\d+, \d+\)")
 
 
 def test_8_3_wrong_type():
-    fails(check.ex8_3_early_stopping, lambda l, p, d: 5, r"must return a pair")
+    fails(check.ex8_3_early_stopping, lambda losses, p, d: 5, r"must return a pair")
 
 
 # --- 8.4 max-norm -----------------------------------------------------------------------------

@@ -65,7 +65,8 @@ def test_accuracy_check(capsys):
     assert "Exercise 0.3 passed" in capsys.readouterr().out
     assert "fraction in [0, 1]" in message(ch00.ex0_3_accuracy,
                                            lambda lo, y: (lo.argmax(1) == y).sum())
-    assert "is wrong" in message(ch00.ex0_3_accuracy, lambda lo, y: (lo.argmin(1) == y).float().mean())
+    assert "is wrong" in message(ch00.ex0_3_accuracy,
+                                 lambda lo, y: (lo.argmin(1) == y).float().mean())
 
 
 def test_unexpected_errors_inside_a_check_name_the_exercise():

@@ -1,8 +1,8 @@
 """The exercise machinery is not vacuous.
 
 * every solution notebook's structure is valid and scores full marks as stored;
-* every exercise notebook, run as released, fails at exactly its check cells -- and at nothing else --
-  each with a "not attempted" message;
+* every exercise notebook, run as released, fails at exactly its check cells -- and at nothing
+  else -- each with a "not attempted" message;
 * exercises/ is exactly what `python -m nncourse release` writes (release --check).
 """
 
@@ -51,7 +51,8 @@ def test_released_exercise_fails_exactly_at_its_check_cells(path):
     expected = {ex.check for ex in nbs.exercises(nb)}
     nbs.execute(nb, cwd=path.parent, timeout=300, allow_errors=True)
     failing = {i for i, cell in nbs.iter_code(nb) if nbs.cell_error(cell) is not None}
-    assert failing == expected, f"cells that failed: {sorted(failing)}; check cells: {sorted(expected)}"
+    assert failing == expected, (f"cells that failed: {sorted(failing)}; "
+                                 f"check cells: {sorted(expected)}")
     for r in scoreboard.score(nb):
         assert r.status == scoreboard.NOT_ATTEMPTED, f"exercise {r.exercise}: {r.message}"
         assert f"Exercise {r.exercise}" in r.message and "NotImplementedError" in r.message
@@ -92,7 +93,8 @@ def test_stale_exercise_is_caught(tmp_path):
     edited = copy.deepcopy(nb)
     edited.cells[0].source += "\n\nA new sentence."
     nbs.write(edited, sol_dir / "00_warmup.ipynb")
-    assert release.release(sol_dir, ex_dir, check=True) == [f"{ex_dir / '00_warmup.ipynb'} is stale"]
+    assert release.release(sol_dir, ex_dir, check=True) == [
+        f"{ex_dir / '00_warmup.ipynb'} is stale"]
     (ex_dir / "99_orphan.ipynb").write_text("{}")
     (ex_dir / "00_warmup.ipynb").unlink()
     problems = release.release(sol_dir, ex_dir, check=True)

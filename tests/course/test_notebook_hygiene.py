@@ -48,7 +48,8 @@ def test_outputs_are_machine_independent(path):
     nb = nbs.read(path)
     for i, cell in nbs.iter_code(nb):
         # Images are not compared by nbval; everything else is, as exact text.
-        text = json.dumps([{k: v for k, v in o.get("data", {}).items() if not k.startswith("image/")}
+        text = json.dumps([{k: v for k, v in o.get("data", {}).items()
+                            if not k.startswith("image/")}
                            if "data" in o else o for o in cell.outputs])
         m = MACHINE_TEXT.search(text)
         assert m is None, f"cell {i} output contains machine-specific text {m.group(0)!r}"
@@ -59,7 +60,8 @@ def test_no_trailing_semicolons(path):
     for i, cell in nbs.iter_code(nbs.read(path)):
         for line in cell.source.splitlines():
             code = line.split("#", 1)[0].rstrip()
-            assert not code.endswith(";"), f"cell {i}: trailing ';' does not hide output under nbval"
+            assert not code.endswith(";"), (f"cell {i}: trailing ';' does not hide output "
+                                            "under nbval")
 
 
 @pytest.mark.parametrize("path", STORED, ids=ids(STORED))

@@ -1,9 +1,9 @@
 import nbformat
 import pytest
 
+from nncourse.__main__ import main
 from nncourse.course import notebooks as nbs
 from nncourse.course import release
-from nncourse.__main__ import main
 
 
 def test_stub_keeps_indentation_and_removes_the_solution():
@@ -44,7 +44,8 @@ def test_make_exercise_clears_all_but_check_outputs():
     assert setup.outputs == [] and setup.execution_count is None
     assert answer.outputs == [] and "NotImplementedError" in answer.source
     assert check.outputs == sol.cells[2].outputs and check.execution_count == 3
-    assert [c.id for c in ex.cells] == [c.id for c in sol.cells] == ["code-1", "answer-1-1", "check-1-1"]
+    assert ([c.id for c in ex.cells] == [c.id for c in sol.cells]
+            == ["code-1", "answer-1-1", "check-1-1"])
     assert "return 1" in sol.cells[1].source  # the solution is untouched
 
 

@@ -41,7 +41,10 @@ def test_widget_redraws_in_place(monkeypatch):
     assert type(engine).__name__ == "PlaceHolderLayoutEngine"
 
 
-def _small(width, lr, cache={}):
+_SMALL_RUNS: dict = {}
+
+
+def _small(width, lr, cache=_SMALL_RUNS):
     if (width, lr) not in cache:
         cache[width, lr] = TRAINING_RUN.__wrapped__(width, lr, epochs=100, resolution=10)
     return cache[width, lr]

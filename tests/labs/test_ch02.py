@@ -1,4 +1,5 @@
-"""nncourse.labs.ch02: per-layer gradient norms, the diagnosis, weight change, the widget's compute."""
+"""nncourse.labs.ch02: per-layer gradient norms, the diagnosis, weight change, the widget's
+compute."""
 
 import math
 
@@ -115,8 +116,8 @@ def test_widget_redraws_the_profile_in_place():
     scale.value = 1.41
     depth.value = 7
     assert box.figure.axes[0].lines[0] is line
-    assert line.get_ydata() == pytest.approx(np.array(lab.gradient_profile("relu", 7, "lecun_normal",
-                                                                         1.41)))
+    assert line.get_ydata() == pytest.approx(
+        np.array(lab.gradient_profile("relu", 7, "lecun_normal", 1.41)))
     assert "healthy" in box.figure.axes[0].get_title()
     scale.value = 4.0
     assert "exploding" in box.figure.axes[0].get_title()

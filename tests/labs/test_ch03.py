@@ -16,15 +16,18 @@ def test_weight_std_matches_the_initializers():
     for scheme, fill in cases.items():
         w = fill(torch.empty(fan_out, fan_in), torch.Generator().manual_seed(0))
         assert w.std().item() == pytest.approx(lab.weight_std(scheme, fan_in, fan_out), rel=0.01)
-    assert lab.weight_std("xavier_normal", 128, 128, gain=5 / 3) == pytest.approx(5 / 3 / math.sqrt(128))
+    assert lab.weight_std("xavier_normal", 128, 128, gain=5 / 3) == pytest.approx(
+        5 / 3 / math.sqrt(128))
     assert lab.weight_std("normal_0.01", 10, 10) == 0.01
-    with pytest.raises(ValueError, match="weights must be one of normal_0.01, normal_1, .*got .glorot."):
+    with pytest.raises(ValueError,
+                       match="weights must be one of normal_0.01, normal_1, .*got .glorot."):
         lab.weight_std("glorot", 1, 1)
 
 
 def test_propagate_first_layer_follows_the_variance_rule():
     # One linear layer on N(0, 1) inputs: Var[y] = fan_in * Var[W].
-    for scheme, expected in [("lecun_normal", 1.0), ("he_normal", math.sqrt(2)), ("normal_0.01", 0.01 * math.sqrt(128))]:
+    for scheme, expected in [("lecun_normal", 1.0), ("he_normal", math.sqrt(2)),
+                             ("normal_0.01", 0.01 * math.sqrt(128))]:
         p = lab.propagate(scheme, "linear", depth=1)
         assert p.stds[0] == pytest.approx(expected, rel=0.05)
 
@@ -32,7 +35,8 @@ def test_propagate_first_layer_follows_the_variance_rule():
 def test_propagate_vanishes_explodes_and_holds():
     assert lab.propagate("normal_0.01", "tanh", depth=20).stds[-1] < 1e-15
     assert lab.propagate("normal_1", "relu", depth=20).stds[-1] > 1e15
-    for scheme, activation in [("lecun_normal", "linear"), ("lecun_normal", "selu"), ("he_normal", "relu")]:
+    for scheme, activation in [("lecun_normal", "linear"), ("lecun_normal", "selu"),
+                               ("he_normal", "relu")]:
         stds = lab.propagate(scheme, activation, depth=50).stds
         assert 0.2 < stds[-1] / stds[0] < 5, (scheme, activation)
     assert np.all(np.isfinite(lab.propagate("normal_1", "linear", depth=100).stds))  # float64
@@ -40,7 +44,8 @@ def test_propagate_vanishes_explodes_and_holds():
 
 def test_propagate_saturation_and_kept_values():
     p = lab.propagate("normal_1", "tanh", depth=5, keep=(1, 5))
-    assert p.saturated[-1] > 0.7 and lab.propagate("xavier_normal", "tanh", depth=5).saturated[-1] < 0.01
+    assert (p.saturated[-1] > 0.7
+            and lab.propagate("xavier_normal", "tanh", depth=5).saturated[-1] < 0.01)
     assert sorted(p.values) == [1, 5] and p.values[5].shape == (256 * 128,)
     assert p.values[5].std(ddof=1) == pytest.approx(p.stds[4], rel=1e-6)
     assert not lab.propagate("he_normal", "relu", depth=3).saturated.any()
@@ -76,7 +81,8 @@ def test_zero_init_stays_at_chance_and_constant_init_stays_symmetric():
 
 
 def test_circles_model_validates_and_random_biases():
-    with pytest.raises(ValueError, match="init must be one of zeros, constant, .*got .xavier_normal."):
+    with pytest.raises(ValueError,
+                       match="init must be one of zeros, constant, .*got .xavier_normal."):
         lab.circles_model("xavier_normal")
     assert lab.circles_model("he", bias="normal")[0].bias.abs().sum() > 0
     assert not lab.circles_model("he")[0].bias.any()
@@ -113,10 +119,11 @@ def test_widget_static_and_live_redraw():
     assert ax_hist.get_title() == "layers 1, 2 (dark → light)"
     last = lab.propagate("he_normal", "relu", 2).stds[-1]
     w_std = lab.weight_std("he_normal", 128, 128)
-    assert ax_std.get_title() == f"He weights (std {w_std:.3g}) → layer 2: std {lab.format_std(last)}"
+    assert ax_std.get_title() == (f"He weights (std {w_std:.3g}) → layer 2: "
+                                  f"std {lab.format_std(last)}")
     scheme.value = "lecun_normal"
     lecun = ax_std.get_title()
-    scheme.value = "xavier_normal"  # the same std for square layers: the title still tells them apart
+    scheme.value = "xavier_normal"  # same std for square layers: the title still tells them apart
     assert lecun.startswith("LeCun weights") and ax_std.get_title().startswith("Xavier weights")
     assert lecun.split(" (")[1] == ax_std.get_title().split(" (")[1]
     # Axis labels and titles stay where the first layout put them (no re-measuring per redraw).
@@ -154,7 +161,8 @@ def test_widget_profile_extends_cached_passes_with_depth():
     shallow = lab.widget_profile("xavier_normal", "sigmoid", 5, 2.0)
     deep = lab.widget_profile("xavier_normal", "sigmoid", 40, 2.0, keep=(40,))
     np.testing.assert_array_equal(deep.stds[:5], shallow.stds)
-    np.testing.assert_array_equal(deep.stds, lab.propagate("xavier_normal", "sigmoid", 40, 2.0).stds)
+    np.testing.assert_array_equal(deep.stds,
+                                  lab.propagate("xavier_normal", "sigmoid", 40, 2.0).stds)
     with pytest.raises(ValueError, match="gain must be a positive number"):
         lab.widget_profile("he_normal", "relu", gain=0)
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from nncourse.labs import ch04 as lab
 from nncourse.diagnostics import activation_stats
+from nncourse.labs import ch04 as lab
 from nncourse.models import make_mlp
 
 matplotlib.use("Agg")
