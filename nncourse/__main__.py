@@ -17,6 +17,8 @@ COMMANDS = {
     "execute": ("nncourse.execute", "run notebooks in place and store outputs (authors)"),
     "grade": ("nncourse.grading", "batch-grade a class's exercise notebooks (instructors)"),
     "tune": ("nncourse.tuning", "a hyperparameter-tuning worker joining a shared Optuna study"),
+    "portability": ("nncourse.course.portability",
+                    "list checked outputs that change with the CPU's floating-point path (authors)"),
 }
 
 
