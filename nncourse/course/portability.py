@@ -72,12 +72,20 @@ def checked_outputs(nb) -> dict[int, str]:
         tags = cell.get("metadata", {}).get("tags", [])
         if any(t in tags for t in IGNORED_TAGS) or not cell.source.strip():
             continue
-        parts = []
+        parts, stream = [], None
         for out in cell.get("outputs", []):
             kind = out.get("output_type")
             if kind == "stream":
-                parts.append(f"[{out.get('name', 'stdout')}] " + "".join(out.get("text", "")))
-            elif kind in ("execute_result", "display_data"):
+                # A kernel splits a cell's prints into chunks at random; nbval joins them again.
+                text = "".join(out.get("text", ""))
+                if stream == out.get("name"):
+                    parts[-1] += text
+                else:
+                    stream = out.get("name", "stdout")
+                    parts.append(f"[{stream}] " + text)
+                continue
+            stream = None
+            if kind in ("execute_result", "display_data"):
                 for mime in ("text/plain", "text/html", "text/latex", "text/markdown"):
                     if mime in out.get("data", {}):
                         text = out["data"][mime]

@@ -111,3 +111,10 @@ def test_the_two_paths_reach_the_kernel(tmp_path):
     pinned, default = (port._run(path, name, timeout=120) for name in ("pinned", "default"))
     assert port.checked_outputs(pinned) == port.checked_outputs(default) == {0: "[stdout] DEFAULT\n"}
     assert "nncourse WARNING" not in str(pinned.cells[0].outputs)
+
+
+def test_stream_chunks_are_joined_as_nbval_does():
+    a, b = notebook(("a\nb\n", ())), notebook(("a\n", ()))
+    b.cells[1].outputs.append(nbformat.v4.new_output("stream", name="stdout", text="b\n"))
+    assert port.checked_outputs(a) == port.checked_outputs(b) == {1: "[stdout] a\nb\n"}
+    assert port.diff_notebooks(a, b) == []
