@@ -234,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
         if args.save:
             args.save.mkdir(parents=True, exist_ok=True)
             for name, nb in zip(names, runs):
-                nbs.write(nb, args.save / f"{path.stem}.{name}.ipynb")
+                nbs.write(nb, args.save / f"{path.parent.name}-{path.stem}.{name}.ipynb")
         diffs = diff_notebooks(*runs, rtol=args.rtol)
         flagged += sum(d.verdict == "CHECK" for d in diffs)
         print(format_report(path.as_posix(), names, diffs, len(checked_outputs(runs[0]))), flush=True)

@@ -98,7 +98,7 @@ def test_command_reports_flags_and_saves(tmp_path, capsys, monkeypatch):
     assert port.run(args) == 1
     out = capsys.readouterr().out
     assert "1 of 1 checked cells differ (stored vs best)" in out and "{72.5→27.5}" in out
-    assert (tmp_path / "s" / "nb.best.ipynb").exists()
+    assert (tmp_path / "s" / f"{tmp_path.name}-nb.best.ipynb").exists()
 
 
 def test_the_two_paths_reach_the_kernel(tmp_path):
