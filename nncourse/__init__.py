@@ -2,7 +2,14 @@
 
 Import what a chapter needs from its module (``from nncourse import data, models, training``);
 the first code cell of every notebook calls :func:`setup`.
+
+Importing ``nncourse`` pins one floating-point path (see :mod:`nncourse.fp_pin`): it must happen
+before torch or numpy is imported, so it happens here and not in :func:`setup`.
 """
+
+from nncourse import fp_pin as _fp_pin
+
+_fp_pin.pin()
 
 __version__ = "0.1.0"
 __all__ = ["setup", "seed_everything", "environment_report", "__version__"]

@@ -18,6 +18,8 @@ COMMANDS = {
     "grade": ("nncourse.grading", "batch-grade a class's exercise notebooks (instructors)"),
     "tune": ("nncourse.course.tune",
              "a hyperparameter-tuning worker joining a shared Optuna study"),
+    "portability": ("nncourse.course.portability",
+                    "list checked outputs that change with the CPU's floating-point path (authors)"),
 }
 
 

@@ -97,8 +97,11 @@ def exercises(nb) -> list[ExerciseCells]:
 
 
 def kernel_env(threads: int = 1) -> dict[str, str]:
-    """Environment for executing notebooks reproducibly: no progress bars, fixed threads."""
-    env = dict(os.environ)
+    """Environment for executing notebooks reproducibly: no progress bars, fixed threads, and the
+    floating-point pin of :mod:`nncourse.fp_pin` (unless ``NNCOURSE_FP_PIN=0``)."""
+    from nncourse.fp_pin import pinned_env
+
+    env = pinned_env(dict(os.environ))
     env.update({"NNCOURSE_PROGRESS": "0", "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": str(threads),
                 "MKL_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads),
                 "PYDEVD_DISABLE_FILE_VALIDATION": "1", "MPLBACKEND": "module://matplotlib_inline.backend_inline"})
