@@ -7,6 +7,8 @@ Every experiment uses the same probe: a deep MLP of width 64 on the 8x8 digits (
 * :func:`gradient_profile` -- that profile for a freshly initialized network (one forward/backward);
 * :func:`diagnose` -- label a profile ``"vanishing"``, ``"exploding"`` or ``"healthy"``;
 * :func:`relative_weight_change` and :func:`train_deep` -- how far each layer moved in training;
+* :func:`seed_runs` and :func:`over_seeds` -- the same run over a few seeds, summarized as a mean
+  with its spread (a single run of a deep net at a high learning rate is too erratic to quote);
 * figures: :func:`plot_sigmoid_chain`, :func:`plot_profiles`, :func:`plot_update_ratios`,
   :func:`plot_histograms`; the widget :func:`explore_gradients`.
 
@@ -27,6 +29,7 @@ import torch
 from torch import nn
 
 from nncourse._validate import check_int
+from nncourse.clipping import ClipGradients
 from nncourse.data import load_digits
 from nncourse.diagnostics import (
     GradientMonitor,
@@ -42,7 +45,8 @@ from nncourse.training import Callback, History, loss_function, train
 
 __all__ = ["WIDTH", "ACTIVATION_CHOICES", "SCALES", "digits", "probe_batch", "layer_grad_norms",
            "gradient_profile", "first_last_ratio", "diagnose", "relative_weight_change",
-           "unit_spread", "at_least", "StepLosses", "train_deep", "plot_sigmoid_chain",
+           "unit_spread", "at_least", "StepLosses", "train_deep", "seed_runs", "over_seeds",
+           "plot_sigmoid_chain",
            "plot_profiles", "plot_update_ratios", "plot_histograms", "explore_gradients"]
 
 #: Units per hidden layer in every experiment of the chapter.
@@ -197,6 +201,55 @@ def train_deep(activation: str = "sigmoid", init: str = "default", depth: int = 
                              callbacks=callbacks, progress=False, **train_kwargs)
     return {"model": model, "history": history, "change": relative_weight_change(before, model),
             "monitor": monitor}
+
+
+@lru_cache(maxsize=8)
+def seed_runs(activation: str = "relu", init: str = "he_normal", seeds: tuple[int, ...] = (0, 1, 2),
+              depth: int = 10, epochs: int = 10, lr: float = 0.05, scale: float = 1.0,
+              monitor_every: int | None = None,
+              clip: tuple[str, float] | None = None) -> tuple[dict, ...]:
+    """:func:`train_deep` once per seed (cached): one result dict per seed, in ``seeds`` order.
+
+    ``clip`` is ``None``, ``("norm", c)`` or ``("value", c)``: each run gets a fresh
+    :class:`~nncourse.clipping.ClipGradients` ``(c, by=...)``, kept under the result's ``"clip"``.
+    Single runs of a deep net at a high learning rate differ by tens of points from one seed (or
+    one CPU's rounding) to the next; compare their mean, :func:`over_seeds`.
+    """
+    if not seeds or not all(isinstance(s, int) for s in seeds):
+        raise ValueError(f"seeds must be a non-empty tuple of ints, got {seeds!r}")
+    if clip is not None and (len(clip) != 2 or clip[0] not in ("norm", "value")):
+        raise ValueError(f"clip must be None, ('norm', c) or ('value', c), got {clip!r}")
+    results = []
+    for seed in seeds:
+        clipper = ClipGradients(clip[1], by=clip[0]) if clip is not None else None
+        res = train_deep(activation, init=init, depth=depth, epochs=epochs, lr=lr, scale=scale,
+                         seed=seed, monitor_every=monitor_every,
+                         callbacks=[clipper] if clipper is not None else [])
+        res["clip"] = clipper
+        results.append(res)
+    return tuple(results)
+
+
+def over_seeds(results: Sequence[dict]) -> str:
+    """One line for a few runs of :func:`seed_runs`: how many diverged, and the final validation
+    accuracy as mean ± standard deviation over the seeds that did not (with the lowest), e.g.
+    ``"val acc 89.5% ± 1.3 (3 seeds, lowest 88.1%)"``."""
+    if not results:
+        raise ValueError("need at least one run")
+    n = len(results)
+    hist = [r["history"] for r in results]
+    diverged = [h for h in hist if h.diverged]
+    parts = []
+    if diverged:
+        epochs = sorted({h.epochs_run for h in diverged})
+        when = f"epoch {epochs[0]}" if len(epochs) == 1 else f"epochs {epochs[0]}-{epochs[-1]}"
+        parts.append(f"diverged (NaN/inf) in {len(diverged)} of {n} seeds, in {when}")
+    acc = np.array([h.val_acc[-1] for h in hist if not h.diverged]) * 100
+    if acc.size:
+        sd = f" ± {acc.std(ddof=1):.1f}" if acc.size > 1 else ""
+        parts.append(f"val acc {acc.mean():.1f}%{sd} ({acc.size} seed{'s' * (acc.size > 1)}, "
+                     f"lowest {acc.min():.1f}%)")
+    return "; ".join(parts)
 
 
 # --- figures ---------------------------------------------------------------------------------

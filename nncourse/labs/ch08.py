@@ -4,8 +4,11 @@ One task and one training recipe for the whole chapter, so every technique is co
 terms: :func:`noisy_moons` (40 training points, 901 validation points) and :func:`fit`, which
 trains the same wide, deep MLP with any mix of L1/L2, dropout, max-norm and early stopping and
 returns a :class:`Run`. Runs are cached by their settings: a sweep, the comparison table and the
-widget share the runs they have in common. :func:`explore_regularization` is the chapter's widget
-(L2 strength x dropout rate, from a precomputed grid of runs).
+widget share the runs they have in common. On 40 points one run is one draw: :func:`fit_seeds`
+repeats a setting over :data:`SEEDS` (initialization and dropout masks) and :func:`seed_table`
+prints means with their spread, which is what a comparison of techniques must rest on.
+:func:`explore_regularization` is the chapter's widget (L2 strength x dropout rate, from a
+precomputed grid of runs).
 """
 
 from __future__ import annotations
@@ -21,11 +24,19 @@ from torch import nn
 from nncourse.data import Dataset, load_digits, load_moons
 from nncourse.models import make_mlp
 from nncourse.plotting import color
-from nncourse.regularization import EarlyStopping, MaxNorm, WeightPenalty
+from nncourse.regularization import (
+    Dropout,
+    EarlyStopping,
+    MaxNorm,
+    WeightPenalty,
+    expected_calibration_error,
+    mc_dropout_predict,
+)
 from nncourse.training import History, accuracy, eval_mode, train
 from nncourse.widgets import interactive_figure
 
-__all__ = ["RECIPE", "noisy_moons", "Run", "fit", "fit_digits", "table", "plot_curves",
+__all__ = ["RECIPE", "SEEDS", "noisy_moons", "Run", "fit", "fit_seeds", "mean_sd", "seed_table",
+           "dropout_loss_modes", "mc_dropout_scores", "fit_digits", "table", "plot_curves",
            "plot_boundaries", "probability_grid", "boundary_lines", "L2_GRID", "DROPOUT_GRID",
            "grid_runs", "explore_regularization"]
 
@@ -38,8 +49,10 @@ RECIPE = {"width": 128, "depth": 3, "epochs": 300, "lr": 0.1, "momentum": 0.9, "
 def noisy_moons(n_train: int = 40, noise: float = 0.3, seed: int = 0) -> Dataset:
     """Two-moons with ``noise``: ``n_train`` training points, 901 validation, 900 test.
 
-    The validation and test sets are large so that accuracy differences of a point or two are
-    real, not luck of the split; the training set is small so that a big network can memorize it.
+    The validation and test sets are large so that an accuracy measured on them is not luck of a
+    small split (binomial standard error about 1 point); the training set is small so that a big
+    network can memorize it -- and so that two trainings differ by more than that (compare
+    settings with :func:`fit_seeds`).
     """
     full = load_moons(n_samples=3000, noise=noise, seed=seed, val_fraction=0.3, test_fraction=0.3)
     return full.subset_train(n_train, seed=seed)
@@ -117,6 +130,83 @@ def _fit(n_train, width, depth, l2, l1, l1_proximal, dropout, max_norm, patience
     return Run("", model, history, accuracy(model, data.X_train, data.y_train),
                accuracy(model, data.X_val, data.y_val), accuracy(model, data.X_test, data.y_test),
                extra)
+
+
+#: The seeds (of the initialization and the dropout masks; the 40 points stay the same) over which
+#: the chapter averages a comparison. Seed 0 is the run shown everywhere else.
+SEEDS = (0, 1, 2)
+
+
+def fit_seeds(name: str = "baseline", seeds: tuple = SEEDS, **settings) -> list[Run]:
+    """:func:`fit` once per seed (cached): the runs of one setting, for a mean and a spread."""
+    return [fit(name, seed=s, **settings) for s in seeds]
+
+
+def mean_sd(values) -> tuple[float, float]:
+    """Mean and sample standard deviation (``ddof=1``; 0 for a single value)."""
+    v = np.asarray(list(values), dtype=float)
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+
+
+def seed_table(groups, test: bool = False) -> str:
+    """Like :func:`table`, for groups of runs (one list per setting, e.g. from :func:`fit_seeds`):
+    the number of seeds, mean train accuracy, mean validation accuracy ± its standard deviation,
+    mean gap (in whole points: training accuracy on 40 points moves in steps of 2.5) and, if
+    asked, mean test accuracy ± standard deviation. A group of one run shows "1" seed and no
+    spread."""
+    head = (f"{'':<22} {'seeds':>5} {'train':>7} {'val':>7} {'± sd':>5} {'gap':>4}"
+            + (f" {'test':>7} {'± sd':>5}" if test else ""))
+    rows = [head]
+    for runs in groups:
+        n = len(runs)
+        tr, _ = mean_sd(r.train_acc for r in runs)
+        va, va_sd = mean_sd(r.val_acc for r in runs)
+        gap, _ = mean_sd(r.gap for r in runs)
+        spread = (lambda sd: f"{sd * 100:5.1f}") if n > 1 else (lambda sd: f"{'-':>5}")
+        row = f"{runs[0].name:<22} {n:5d} {tr:7.1%} {va:7.1%} {spread(va_sd)} {gap * 100:+4.0f}"
+        if test:
+            te, te_sd = mean_sd(r.test_acc for r in runs)
+            row += f" {te:7.1%} {spread(te_sd)}"
+        rows.append(row)
+    return "\n".join(rows)
+
+
+def dropout_loss_modes(run: Run, n_masks: int = 100, seed: int = 0) -> tuple[float, float]:
+    """The trained network's loss on its training data with dropout on (averaged over
+    ``n_masks`` random masks, as the training curve measures it but without the noise of one
+    mask) and with dropout off (eval mode, as the validation curve measures it): same weights,
+    two modes."""
+    data = noisy_moons()
+    X, y = data.X_train, data.y_train.float()
+    with torch.no_grad(), eval_mode(run.model), torch.random.fork_rng(devices=[]):
+        off = nn.functional.binary_cross_entropy_with_logits(run.model(X).reshape(-1), y).item()
+        for m in run.model.modules():
+            if isinstance(m, (nn.Dropout, Dropout)):
+                m.train()
+        torch.manual_seed(seed)
+        on = np.mean([nn.functional.binary_cross_entropy_with_logits(
+            run.model(X).reshape(-1), y).item() for _ in range(n_masks)])
+    return float(on), off
+
+
+def mc_dropout_scores(run: Run, n_samples: int = 100, seed: int = 0) -> dict:
+    """Validation accuracy, NLL and ECE of a dropout network with dropout off ("standard") and
+    with Monte Carlo dropout (``n_samples`` passes, averaged), and the mean MC standard
+    deviation of P(class 1) on the points MC dropout gets wrong and right."""
+    data = noisy_moons()
+    X, y = data.X_val, data.y_val
+    with torch.no_grad(), eval_mode(run.model):
+        p_single = torch.sigmoid(run.model(X).reshape(-1))
+    p_mc, p_std = mc_dropout_predict(run.model, X, n_samples=n_samples, seed=seed)
+
+    def scores(p):
+        nll = nn.functional.binary_cross_entropy(p.clamp(1e-6, 1 - 1e-6), y.float()).item()
+        return {"acc": ((p > 0.5).long() == y).float().mean().item(), "nll": nll,
+                "ece": expected_calibration_error(p, y)}
+
+    wrong = (p_mc > 0.5).long() != y
+    return {"standard": scores(p_single), "mc": scores(p_mc),
+            "std_wrong": p_std[wrong].mean().item(), "std_right": p_std[~wrong].mean().item()}
 
 
 @lru_cache(maxsize=8)

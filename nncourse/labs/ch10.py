@@ -3,6 +3,10 @@
 * :func:`trained_baseline` -- the network the chapter prunes: a 64-256-256-10 ReLU MLP on digits;
 * :func:`oneshot_curve`, :func:`finetune_curves`, :func:`criteria_curves` -- accuracy as more is
   pruned, for each way of pruning;
+* :func:`oneshot_seeds`, :func:`finetune_seeds`, :func:`criteria_seeds` -- the same over the
+  baselines of :data:`SEEDS` (one row per seed), printed by :func:`format_rows` as mean and
+  standard deviation and drawn by :func:`plot_mean_curves`: on the cliff of a pruning curve a single
+  run moves by several points with the seed or the CPU's floating-point path;
 * :func:`noisy_digits` -- the same digits with pixel noise, a mild distribution shift;
 * :func:`storage_table`, :func:`timing_table` -- parameters, bytes and inference time side by side;
 * :func:`explore_sparsity` -- a sparsity slider and a method dropdown redrawing accuracy, the
@@ -27,16 +31,22 @@ from nncourse.training import accuracy, train
 from nncourse.widgets import interactive_figure
 
 __all__ = ["SPARSITIES", "FINETUNE_SPARSITIES", "NEURON_FRACTIONS", "WIDGET_AMOUNTS", "METHODS",
-           "LABELS", "trained_baseline", "oneshot_curve", "finetune_curves", "criteria_curves",
+           "LABELS", "SEEDS", "trained_baseline", "oneshot_curve", "finetune_curves",
+           "criteria_curves", "oneshot_seeds", "finetuned", "finetune_seeds", "criteria_seeds",
+           "mean_sd",
+           "format_rows", "plot_mean_curves",
            "plot_curves", "noisy_digits", "storage_table", "timing_table", "mask_picture",
            "widget_states", "explore_sparsity"]
 
 #: Sparsities of the one-shot curves (fraction of weights set to zero).
 SPARSITIES = (0.0, 0.5, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.98, 0.99)
 #: Sparsities at which one-shot and iterative pruning (both fine-tuned) are compared.
-FINETUNE_SPARSITIES = (0.8, 0.9, 0.95, 0.97, 0.98, 0.99)
+FINETUNE_SPARSITIES = (0.9, 0.98)
+#: Seeds of the baselines (weights, batch order and data split) that the curves are averaged over:
+#: on the cliff of a pruning curve one run can move by several points with the seed or the CPU.
+SEEDS = (0, 1, 2)
 #: Fractions of hidden neurons removed when comparing neuron criteria.
-NEURON_FRACTIONS = (0.0, 0.25, 0.5, 0.75, 0.85, 0.9, 0.95)
+NEURON_FRACTIONS = (0.0, 0.5, 0.75, 0.9, 0.95)
 #: The widget's methods: dropdown label -> internal name.
 METHODS = {"layer-wise magnitude": "layer", "global magnitude": "global",
            "neurons (weight norm, compensated)": "neurons"}
@@ -47,7 +57,7 @@ LABELS = {"layer": "layer-wise", "global": "global", "neurons": "structured",
 _FINETUNE = {"optimizer": "adam", "lr": 3e-3}
 
 
-@lru_cache(maxsize=2)
+@lru_cache(maxsize=4)
 def _baseline(seed: int):
     data = load_digits(seed=seed)
     model = make_mlp(64, 10, width=256, depth=2, init="he_normal", seed=seed)
@@ -94,6 +104,109 @@ def criteria_curves(model: nn.Sequential, data: Dataset, fractions=NEURON_FRACTI
                                               compensate=compensate), data.X_val, data.y_val)
                      for f in fractions]
             for method in P.NEURON_CRITERIA}
+
+
+@lru_cache(maxsize=4)
+def _criteria_seeds(fractions: tuple, compensate: bool, seeds: tuple) -> dict:
+    out = {}
+    for seed in seeds:
+        model, data, _ = trained_baseline(seed)
+        for method, accs in criteria_curves(model, data, fractions, compensate).items():
+            out.setdefault(method, []).append(accs)
+    return {method: np.array(rows) for method, rows in out.items()}
+
+
+def criteria_seeds(fractions=NEURON_FRACTIONS, compensate: bool = False,
+                   seeds=SEEDS) -> dict[str, np.ndarray]:
+    """:func:`criteria_curves` for the baseline of each seed: ``{method: (seeds, fractions)}``.
+
+    Cached: treat the arrays as read-only.
+    """
+    return _criteria_seeds(tuple(fractions), bool(compensate), tuple(seeds))
+
+
+def mean_sd(runs) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and sample standard deviation over the first axis (seeds) of ``runs``."""
+    runs = np.asarray(runs, dtype=float)
+    if runs.ndim != 2 or len(runs) < 2:
+        raise ValueError(f"runs must be a (seeds, points) array with at least 2 seeds, got shape "
+                         f"{runs.shape}")
+    return runs.mean(0), runs.std(0, ddof=1)
+
+
+@lru_cache(maxsize=8)
+def _oneshot_seeds(scope: str, sparsities: tuple, seeds: tuple, noise_std: float) -> np.ndarray:
+    rows = []
+    for seed in seeds:
+        model, data, _ = trained_baseline(seed)
+        X = noisy_digits(data.X_val, noise_std) if noise_std else data.X_val
+        rows.append(oneshot_curve(model, X, data.y_val, sparsities, scope))
+    return np.array(rows)
+
+
+def oneshot_seeds(scope: str = "global", sparsities=SPARSITIES, seeds=SEEDS,
+                  noise_std: float = 0.0) -> np.ndarray:
+    """One-shot accuracy, shape ``(len(seeds), len(sparsities))``: one row per baseline seed.
+
+    Each seed trains its own baseline (:func:`trained_baseline`) on its own split of the digits
+    and is scored on its own validation split (with pixel noise of ``noise_std`` if given).
+    Cached: treat the array as read-only.
+    """
+    return _oneshot_seeds(scope, tuple(sparsities), tuple(seeds), float(noise_std))
+
+
+@lru_cache(maxsize=4)
+def _finetuned(seed: int, sparsities: tuple, epochs: int, steps: int) -> dict:
+    model, data, _ = trained_baseline(seed)
+    return finetune_curves(model, data, sparsities, epochs, steps)
+
+
+def finetuned(seed: int = 0, sparsities=FINETUNE_SPARSITIES, epochs: int = 10,
+              steps: int = 5) -> dict:
+    """:func:`finetune_curves` of the baseline of ``seed`` (cached): ``{method: [models]}``."""
+    return _finetuned(seed, tuple(sparsities), epochs, steps)
+
+
+def finetune_seeds(sparsities=FINETUNE_SPARSITIES, seeds=SEEDS, epochs: int = 10, steps: int = 5,
+                   noise_std: float = 0.0) -> dict[str, np.ndarray]:
+    """Validation accuracy of the fine-tuned models per seed: ``{method: (seeds, sparsities)}``.
+
+    With ``noise_std`` the same models are scored on the noisy validation digits.
+    """
+    out = {}
+    for seed in seeds:
+        _, data, _ = trained_baseline(seed)
+        X = noisy_digits(data.X_val, noise_std) if noise_std else data.X_val
+        for method, models in finetuned(seed, sparsities, epochs, steps).items():
+            out.setdefault(method, []).append([accuracy(m, X, data.y_val) for m in models])
+    return {method: np.array(rows) for method, rows in out.items()}
+
+
+def format_rows(header: str, columns, rows: dict, width: int = 24) -> str:
+    """A table of means over seeds, with the spread under each row.
+
+    ``rows`` maps a label to a ``(seeds, points)`` array of accuracies. Each label gets a line of
+    means (as percentages) and a line ``± sd`` (the sample standard deviation, in points).
+    """
+    lines = [f"{header:<{width}}" + "".join(f"{c:>7.0%}" for c in columns)]
+    for label, runs in rows.items():
+        mean, sd = mean_sd(runs)
+        lines.append(f"{label:<{width}}" + "".join(f"{m:>7.1%}" for m in mean))
+        lines.append(f"{'  ± sd (points)':<{width}}" + "".join(f"{100 * v:>7.1f}" for v in sd))
+    return "\n".join(lines)
+
+
+def plot_mean_curves(x, rows: dict, ax=None, title: str = "", xlabel: str = "sparsity",
+                     ylabel: str = "validation accuracy", styles: dict | None = None):
+    """Like :func:`plot_curves` for ``{label: (seeds, points) array}``: the mean over seeds, with
+    a band of ± one standard deviation."""
+    ax = plot_curves(x, {label: mean_sd(runs)[0] for label, runs in rows.items()}, ax=ax,
+                     title=title, xlabel=xlabel, ylabel=ylabel, styles=styles)
+    for label, runs in rows.items():
+        mean, sd = mean_sd(runs)
+        ax.fill_between(x, mean - sd, mean + sd, color=color(LABELS.get(label, label)), alpha=0.15,
+                        lw=0)
+    return ax
 
 
 def plot_curves(x, curves: dict, ax=None, title: str = "", xlabel: str = "sparsity",

@@ -1,5 +1,6 @@
-"""Chapter 11's experiments: grid vs random search on the default network, and workers sharing a
-study.
+"""Chapter 11's experiments: grid vs random search on the default network, robust summaries of a
+TPE study (what the best trials share, the pruner's savings, the leading importance: the exact
+trials TPE proposes change with the CPU's floating-point path), and workers sharing a study.
 
 The search code itself (search space, objective, pruning, random and grid search, studies in a
 database) is in :mod:`nncourse.search`; the worker command is :mod:`nncourse.course.tune`.
@@ -27,8 +28,8 @@ from nncourse.search import (
     random_search,
 )
 
-__all__ = ["LR_WD_SPACE", "grid_vs_random", "plot_grid_vs_random", "run_workers",
-           "trials_by_worker"]
+__all__ = ["LR_WD_SPACE", "grid_vs_random", "plot_grid_vs_random", "top_trials_summary",
+           "hit_rates", "pruning_summary", "importance_summary", "run_workers", "trials_by_worker"]
 
 #: Two hyperparameters of the default network, one that matters and one that barely does.
 LR_WD_SPACE: dict[str, BaseDistribution] = {
@@ -96,6 +97,115 @@ def plot_grid_vs_random(grid: SearchResult, rand: SearchResult, x: str = "lr",
     ax.set_title(f"score along {x}")
     ax.legend()
     return fig
+
+
+def _finished(study: optuna.Study) -> list:
+    return sorted((t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE),
+                  key=lambda t: t.value, reverse=True)
+
+
+def top_trials_summary(study: optuna.Study, k: int = 5, worst: int = 3, chance: float = 0.1,
+                       agree_on=("n_layers", "optimizer")) -> str:
+    """What the ``k`` best trials of ``study`` have in common, and how bad the ``worst`` are.
+
+    Which configurations TPE proposes depends on every earlier score, down to the last bit of the
+    floating-point path, so the exact list of trials is not something to rely on; what the best
+    trials agree on is. For each categorical setting (number of layers, activation, optimizer)
+    the most common value and in how many of the ``k`` it appears; the range of learning rates as
+    powers of 10; the best scores to 2 digits; and whether the worst trials sit at ``chance``.
+    """
+    trials = _finished(study)
+    if len(trials) < k + worst:
+        raise ValueError(f"the study has {len(trials)} complete trials; need k + worst = "
+                         f"{k + worst}")
+    top, bottom = trials[:k], trials[-worst:]
+    lines = [f"the {k} best trials: validation accuracy {top[-1].value:.2f} to {top[0].value:.2f}"]
+    for name in agree_on:
+        values = [t.params[name] for t in top]
+        common = max(dict.fromkeys(values), key=values.count)  # ties: the first seen
+        n = values.count(common)
+        lines.append(f"  {name:10s} {common} in {n} of {k}" if n > k // 2 else
+                     f"  {name:10s} mixed: {', '.join(sorted(set(map(str, values))))}")
+    lrs = [t.params["lr"] for t in top]
+    lo, hi = math.floor(math.log10(min(lrs))), math.ceil(math.log10(max(lrs)))
+    lines.append(f"  {'lr':10s} all between 1e{lo} and 1e{hi}")
+    at_chance = sum(t.value < 2 * chance for t in bottom)
+    lines.append(f"the {worst} worst trials: {at_chance} of {worst} below {2 * chance:.1f} "
+                 f"(chance is {chance:.1f})")
+    return "\n".join(lines)
+
+
+def hit_rates(study: optuna.Study, threshold: float = 0.9, startup: int = 10) -> str:
+    """How many of the random start-up trials, and what share of the later (TPE) trials, scored
+    above ``threshold``. The start-up configurations do not depend on any score; the later ones
+    do, so their count is printed as "more/fewer than half"."""
+    scores = [t.value for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if len(scores) <= startup:
+        raise ValueError(f"need more than {startup} complete trials, got {len(scores)}")
+    first, rest = scores[:startup], scores[startup:]
+    hits = sum(v > threshold for v in rest)
+    return (f"trials 0-{startup - 1} (random start-up): {sum(v > threshold for v in first)} of "
+            f"{startup} above {threshold}\n"
+            f"trials {startup}-{len(scores) - 1} (TPE proposals):   "
+            f"{'more' if hits > len(rest) / 2 else 'not more'} than half of {len(rest)} above "
+            f"{threshold}")
+
+
+def pruning_summary(study: optuna.Study, epochs: int, warmup: int = 3,
+                    pruned_at_least: float = 1 / 3, saved_at_least: float = 0.2) -> str:
+    """How many trials the pruner stopped and what that saved, as bounds that hold or not.
+
+    Exact counts depend on which configurations TPE proposed (a chaotic, path-dependent search):
+    16 of 30 trials pruned on one CPU path, 12 on another. So this prints whether at least
+    ``pruned_at_least`` of the trials were pruned, whether most of them were stopped at the first
+    epoch the pruner may judge (``warmup``), and whether at least ``saved_at_least`` of the
+    epochs were saved.
+    """
+    finished = [t for t in study.trials if t.state.is_finished()]
+    stopped = [t for t in finished if t.state == optuna.trial.TrialState.PRUNED]
+    if not finished:
+        raise ValueError("the study has no finished trials")
+    at_warmup = sum(int(t.user_attrs.get("epochs_run", 0)) == warmup for t in stopped)
+    used = sum(int(t.user_attrs.get("epochs_run", 0)) for t in finished
+               if t.state != optuna.trial.TrialState.FAIL)
+    budget = len(finished) * epochs
+    saved = 1 - used / budget
+
+    def bound(ok):
+        return "at least" if ok else "less than"
+
+    return (f"pruned {bound(len(stopped) >= pruned_at_least * len(finished))} "
+            f"{_fraction(pruned_at_least)} of the {len(finished)} trials, "
+            f"{'most' if at_warmup > len(stopped) / 2 else 'a minority'} of them at epoch {warmup} "
+            f"(the first epoch the pruner may judge)\n"
+            f"epochs trained: {bound(saved >= saved_at_least)} {saved_at_least:.0%} fewer than the "
+            f"{budget} of the study without pruning")
+
+
+def _fraction(x: float) -> str:
+    names = {1 / 2: "half", 1 / 3: "a third", 1 / 4: "a quarter", 1 / 5: "a fifth"}
+    return next((name for v, name in names.items() if math.isclose(x, v)), f"{x:.0%}")
+
+
+def importance_summary(importances: dict, leader_at_least: float = 0.5,
+                       others_below: float = 0.2) -> str:
+    """The clear leader of ``importances`` (``{name: value}``, largest first) and bounds it meets.
+
+    fANOVA fits a random forest to the trials TPE proposed, so the small importances swap places
+    from one floating-point path to another; the leader and the gap to the rest do not.
+    """
+    if not importances:
+        raise ValueError("no importances: the study needs complete trials")
+    ranked = sorted(importances.items(), key=lambda kv: kv[1], reverse=True)
+    (leader, top), rest = ranked[0], ranked[1:]
+    second = rest[0][1] if rest else 0.0
+    lines = [f"most important: {leader}",
+             f"  {leader} explains at least {leader_at_least:.1f} of the variation: "
+             f"{top >= leader_at_least}",
+             f"  each of the other {len(rest)} explains less than {others_below:.1f}: "
+             f"{all(v < others_below for _, v in rest)}",
+             f"  {leader} explains at least twice as much as the runner-up: {top >= 2 * second}"]
+    return "\n".join(lines)
 
 
 def run_workers(n_workers: int = 2, n_trials: int = 4, epochs: int = 5,

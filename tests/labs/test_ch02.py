@@ -108,6 +108,43 @@ def test_train_deep_records_changes_and_monitor():
     assert mon.grad_norms.shape[1] == 3 and mon.update_ratios.shape == mon.grad_norms.shape
 
 
+def test_seed_runs_one_run_per_seed_with_its_own_clipper():
+    runs = lab.seed_runs("relu", "he_normal", seeds=(0, 1), depth=2, epochs=1, lr=0.05,
+                         clip=("norm", 1.0))
+    assert len(runs) == 2 and all(r["history"].epochs_run == 1 for r in runs)
+    assert runs[0]["clip"] is not runs[1]["clip"] and runs[0]["clip"].by == "norm"
+    assert len(runs[0]["clip"].total_norms) == len(runs[1]["clip"].total_norms) > 0
+    # seed 0 is exactly train_deep's seed-0 run (with the same clipping)
+    from nncourse.clipping import ClipGradients
+    alone = lab.train_deep("relu", "he_normal", depth=2, epochs=1, lr=0.05,
+                           callbacks=[ClipGradients(1.0)])
+    assert runs[0]["change"] == alone["change"] != runs[1]["change"]
+    assert lab.seed_runs("relu", "he_normal", seeds=(0, 1), depth=2, epochs=1, lr=0.05,
+                         clip=("norm", 1.0)) is runs  # cached
+    with pytest.raises(ValueError, match="clip must be"):
+        lab.seed_runs(clip=("max", 1.0))
+    with pytest.raises(ValueError, match="seeds must be"):
+        lab.seed_runs(seeds=())
+
+
+def _run(acc, diverged=False, epochs=10):
+    from nncourse.training import History
+    h = History(val_acc=[acc], train_loss=[1.0], epochs_run=epochs, diverged=diverged)
+    return {"history": h}
+
+
+def test_over_seeds_mean_spread_and_divergence():
+    assert lab.over_seeds([_run(0.9), _run(0.8), _run(0.85)]) == \
+        "val acc 85.0% ± 5.0 (3 seeds, lowest 80.0%)"
+    assert lab.over_seeds([_run(0.1, True, 1), _run(0.1, True, 1)]) == \
+        "diverged (NaN/inf) in 2 of 2 seeds, in epoch 1"
+    mixed = lab.over_seeds([_run(0.1, True, 2), _run(0.9)])
+    assert mixed == ("diverged (NaN/inf) in 1 of 2 seeds, in epoch 2; "
+                     "val acc 90.0% (1 seed, lowest 90.0%)")
+    with pytest.raises(ValueError):
+        lab.over_seeds([])
+
+
 def test_widget_redraws_the_profile_in_place():
     box = lab.explore_gradients()
     depth, activation, scale = box.children[0].children

@@ -101,3 +101,31 @@ def test_widget_builds_and_redraws():
 def test_fixed_budget_runs_small():
     runs = lab.fixed_budget_runs(("relu", "tanh"), epochs=1, width=8, depth=1)
     assert set(runs) == {"relu", "tanh"} and all(h.epochs_run == 1 for h in runs.values())
+
+
+def test_dying_relu_seeds_stacks_one_run_per_seed():
+    runs = lab.dying_relu_seeds(("relu", "elu"), seeds=(0, 1), epochs=1, width=8, depth=2)
+    assert set(runs) == {"relu", "elu"}
+    assert runs["relu"]["dead"].shape == runs["relu"]["negative"].shape == (2, 2)
+    assert runs["relu"]["val_acc"].shape == (2,)
+    one = lab.dying_relu_runs(("relu", "elu"), epochs=1, width=8, depth=2, seed=1)
+    assert runs["elu"]["dead"][1].tolist() == one["elu"]["dead"]
+    assert runs["elu"]["val_acc"][1] == one["elu"]["val_acc"]
+    runs["extra"] = runs["relu"]  # the caller's dict, not the cache's
+    assert "extra" not in lab.dying_relu_seeds(("relu", "elu"), seeds=(0, 1), epochs=1, width=8,
+                                               depth=2)
+    with pytest.raises(ValueError, match="seeds must be"):
+        lab.dying_relu_seeds(seeds=())
+
+
+def test_seed_table_prints_means_and_spreads():
+    runs = {"relu": {"dead": np.array([[0.5, 0.3], [0.3, 0.1]]),
+                     "negative": np.array([[0.5, 0.3], [0.3, 0.1]]),
+                     "val_acc": np.array([0.9, 0.8])}}
+    header, row, note = lab.seed_table(runs)
+    assert "val acc" in header and note == "(mean ± standard deviation over 2 seeds)"
+    # per layer 0.40 0.20; all layers 0.40 and 0.20 per seed -> 0.30 ± 0.14; 85.0 ± 7.1
+    assert row.split() == ["relu", "0.40", "0.20", "0.30", "±", "0.14", "0.30", "±", "0.14",
+                           "85.0", "±", "7.1"]
+    with pytest.raises(ValueError, match="same number of seeds"):
+        lab.seed_table({**runs, "elu": {**runs["relu"], "val_acc": np.array([0.9])}})

@@ -68,3 +68,50 @@ def test_boundary_lines_are_what_contour_draws():
     assert len(got) == len(want) >= 1
     for a, b in zip(sorted(got, key=len), sorted(want, key=len)):
         np.testing.assert_allclose(a, b)
+
+
+def test_mean_sd():
+    assert lab.mean_sd([1.0, 2.0, 3.0]) == pytest.approx((2.0, 1.0))
+    assert lab.mean_sd(iter([0.5])) == (0.5, 0.0)
+
+
+def test_fit_seeds_and_seed_table():
+    runs = lab.fit_seeds("two seeds", seeds=(0, 1), epochs=3)
+    assert [r.name for r in runs] == ["two seeds"] * 2
+    assert runs[1].model is lab.fit(seed=1, epochs=3).model           # cached, shared
+    w0, w1 = (next(r.model.parameters()) for r in runs)
+    assert not torch.equal(w0, w1)                                     # the seed changes the init
+    text = lab.seed_table([runs, runs[:1]], test=True).splitlines()
+    assert len(text) == 3 and "seeds" in text[0] and "test" in text[0]
+    val, sd = lab.mean_sd(r.val_acc for r in runs)
+    assert f"{val:7.1%} {sd * 100:5.1f}" in text[1] and text[1].split()[2] == "2"
+    assert text[2].split()[2] == "1" and " - " in text[2]              # one run: no spread
+
+
+def test_dropout_loss_modes_same_weights_two_modes():
+    from nncourse.training import eval_mode
+
+    run = lab.fit(dropout=0.5, epochs=5)
+    mode = run.model.training
+    on, off = lab.dropout_loss_modes(run, n_masks=4)
+    assert run.model.training == mode                                  # mode restored
+    d = lab.noisy_moons()
+    with torch.no_grad(), eval_mode(run.model):
+        want = torch.nn.functional.binary_cross_entropy_with_logits(
+            run.model(d.X_train).reshape(-1), d.y_train.float()).item()
+    assert off == pytest.approx(want, rel=1e-6) and on != off          # off = eval mode
+    assert lab.dropout_loss_modes(run, n_masks=4) == (on, off)         # seeded masks
+    plain = lab.fit(epochs=5)                                          # no dropout: one mode
+    assert lab.dropout_loss_modes(plain, n_masks=2)[0] == pytest.approx(
+        lab.dropout_loss_modes(plain, n_masks=2)[1], rel=1e-6)
+
+
+def test_mc_dropout_scores():
+    run = lab.fit(dropout=0.5, epochs=5)
+    s = lab.mc_dropout_scores(run, n_samples=8)
+    assert s["standard"]["acc"] == pytest.approx(run.val_acc)          # dropout off = eval mode
+    assert s["mc"]["acc"] != s["standard"]["acc"] or s["mc"]["nll"] != s["standard"]["nll"]
+    for k in ("standard", "mc"):
+        assert 0 <= s[k]["ece"] <= 1 and s[k]["nll"] > 0
+    assert s["std_wrong"] >= 0 and s["std_right"] >= 0
+    assert lab.mc_dropout_scores(run, n_samples=8) == s                # seeded: reproducible

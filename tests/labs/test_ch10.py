@@ -74,3 +74,77 @@ def test_widget_redraws_for_every_control_value(states):
     amount.value = 0.0
     title = box.figure.axes[0].get_title()
     assert title.startswith("accuracy") and "removed" in title
+
+
+def test_mean_sd_is_over_seeds_and_needs_two():
+    mean, sd = lab.mean_sd([[0.5, 1.0], [0.7, 1.0], [0.9, 1.0]])
+    assert np.allclose(mean, [0.7, 1.0]) and np.allclose(sd, [0.2, 0.0])
+    with pytest.raises(ValueError, match="at least 2 seeds"):
+        lab.mean_sd([[0.5, 1.0]])
+
+
+def test_format_rows_prints_a_mean_and_a_spread_line_per_label():
+    text = lab.format_rows("sparsity", (0.5, 0.9), {"global": [[0.9, 0.5], [1.0, 0.3]]})
+    lines = text.splitlines()
+    assert lines[0].split() == ["sparsity", "50%", "90%"]
+    assert lines[1].split() == ["global", "95.0%", "40.0%"]
+    assert lines[2].split() == ["±", "sd", "(points)", "7.1", "14.1"]
+
+
+def test_plot_mean_curves_draws_a_line_and_a_band_per_label():
+    ax = lab.plot_mean_curves((0.5, 0.9), {"global": [[0.9, 0.5], [1.0, 0.3]],
+                                           "layer-wise": [[0.8, 0.2], [0.9, 0.2]]})
+    assert [line.get_label() for line in ax.get_lines()] == ["global", "layer-wise"]
+    assert len(ax.collections) == 2
+    assert np.allclose(ax.get_lines()[0].get_ydata(), [0.95, 0.4])
+
+
+@pytest.fixture
+def tiny_baselines(monkeypatch):
+    """Seeded tiny 'baselines' instead of the chapter's 30-epoch training."""
+    from nncourse.data import make_split
+    from nncourse.models import make_mlp
+    from nncourse.training import train
+
+    def fake(seed=0):
+        rng = np.random.default_rng(seed)
+        X = rng.random((120, 6)).astype(np.float32)
+        y = (X[:, 0] > X[:, 1]).astype(np.int64)
+        data = make_split("toy", X, y, seed=seed)
+        model = make_mlp(6, 2, width=16, depth=2, seed=seed)
+        train(model, data, epochs=3, optimizer="adam", lr=1e-2, seed=seed, progress=False)
+        return model.eval(), data, None
+
+    caches = (lab._oneshot_seeds, lab._finetuned, lab._criteria_seeds)
+    for c in caches:
+        c.cache_clear()
+    monkeypatch.setattr(lab, "trained_baseline", fake)
+    yield fake
+    for c in caches:
+        c.cache_clear()
+
+
+def test_seed_curves_have_one_row_per_seed_and_match_single_runs(tiny_baselines):
+    runs = lab.oneshot_seeds("layer", (0.0, 0.5), seeds=(0, 1, 2))
+    assert runs.shape == (3, 2)
+    model, data, _ = tiny_baselines(1)
+    assert list(runs[1]) == lab.oneshot_curve(model, data.X_val, data.y_val, (0.0, 0.5), "layer")
+    assert lab.oneshot_seeds("layer", (0.0, 0.5), seeds=(0, 1, 2)) is runs  # cached
+    noisy = lab.oneshot_seeds("layer", (0.0, 0.5), seeds=(0, 1, 2), noise_std=0.5)
+    assert noisy.shape == (3, 2) and not np.array_equal(noisy, runs)
+
+    tuned = lab.finetune_seeds((0.5, 0.9), seeds=(0, 1), epochs=2, steps=2)
+    assert set(tuned) == {"one-shot", "iterative"}
+    assert all(v.shape == (2, 2) and ((0 <= v) & (v <= 1)).all() for v in tuned.values())
+    models = lab.finetuned(1, (0.5, 0.9), epochs=2, steps=2)
+    assert [round(pruning_sparsity(m), 1) for m in models["iterative"]] == [0.5, 0.9]
+
+    crit = lab.criteria_seeds((0.0, 0.5), compensate=True, seeds=(0, 1))
+    assert set(crit) == {"weight", "activation", "redundancy", "random"}
+    assert all(v.shape == (2, 2) for v in crit.values())
+    assert len({v[0, 0] for v in crit.values()}) == 1  # nothing removed: the same model
+
+
+def pruning_sparsity(model):
+    weights = [m.weight for m in model if isinstance(m, torch.nn.Linear)]
+    return sum((w == 0).sum().item() for w in weights) / sum(w.numel() for w in weights)

@@ -1,5 +1,7 @@
 """Tests for nncourse/labs/ch11.py: workers sharing one study."""
 
+import pytest
+
 from nncourse import search
 from nncourse.labs import ch11 as lab
 
@@ -15,3 +17,79 @@ def test_two_worker_processes_share_one_sqlite_study():
     assert len({t.number for t in study.trials}) == 4
     assert sorted(n for numbers in lab.trials_by_worker(study) for n in numbers) == [0, 1, 2, 3]
     assert len(lab.trials_by_worker(study)) == 2
+
+
+def _study(values, params=None, states=None, epochs_run=None):
+    """A study of finished trials with the given values (no training)."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    dists = {"n_layers": IntDistribution(1, 3), "optimizer": CategoricalDistribution(
+        ("adam", "nadam", "sgd")), "lr": FloatDistribution(1e-4, 1.0, log=True)}
+    study = optuna.create_study(direction="maximize")
+    for i, v in enumerate(values):
+        p = (params or {}).get(i, {"n_layers": 1, "optimizer": "nadam", "lr": 0.02})
+        state = (states or {}).get(i, optuna.trial.TrialState.COMPLETE)
+        study.add_trial(optuna.trial.create_trial(
+            params=p, distributions=dists, state=state,
+            value=v if state == optuna.trial.TrialState.COMPLETE else None,
+            intermediate_values={0: v} if state != optuna.trial.TrialState.COMPLETE else None,
+            user_attrs={"epochs_run": (epochs_run or {}).get(i, 10)}))
+    return study
+
+
+def test_top_trials_summary_reports_agreement_bounds_and_the_worst():
+    values = [0.95, 0.96, 0.97, 0.94, 0.1, 0.099, 0.5, 0.93]
+    params = {0: {"n_layers": 2, "optimizer": "adam", "lr": 0.005},
+              3: {"n_layers": 1, "optimizer": "sgd", "lr": 0.05}}
+    text = lab.top_trials_summary(_study(values, params), k=5, worst=2)
+    lines = text.splitlines()
+    assert lines[0] == "the 5 best trials: validation accuracy 0.93 to 0.97"
+    assert "n_layers   1 in 4 of 5" in text and "optimizer  nadam in 3 of 5" in text
+    assert "lr         all between 1e-3 and 1e-1" in text
+    assert lines[-1] == "the 2 worst trials: 2 of 2 below 0.2 (chance is 0.1)"
+    mixed = {i: {"n_layers": 1, "optimizer": o, "lr": 0.02}
+             for i, o in enumerate(["adam", "sgd", "nadam", "adam", "sgd", "nadam"])}
+    assert "optimizer  mixed: adam, nadam, sgd" in lab.top_trials_summary(
+        _study([0.9] * 6, mixed), k=5, worst=1)
+    with pytest.raises(ValueError, match="need k"):
+        lab.top_trials_summary(_study([0.9] * 4), k=5, worst=3)
+
+
+def test_hit_rates_counts_start_up_and_says_more_or_less_than_half_after():
+    text = lab.hit_rates(_study([0.95] * 4 + [0.5] * 6 + [0.95] * 11 + [0.2] * 9))
+    assert text.splitlines() == [
+        "trials 0-9 (random start-up): 4 of 10 above 0.9",
+        "trials 10-29 (TPE proposals):   more than half of 20 above 0.9"]
+    assert "not more than half" in lab.hit_rates(_study([0.95] * 10 + [0.95] * 10 + [0.2] * 10))
+
+
+def test_pruning_summary_states_bounds():
+    import optuna
+
+    pruned = optuna.trial.TrialState.PRUNED
+    states = {i: pruned for i in range(4)}
+    study = _study([0.9] * 10, states=states, epochs_run={0: 3, 1: 3, 2: 3, 3: 7})
+    lines = lab.pruning_summary(study, epochs=10).splitlines()
+    # 4 of 10 pruned (>= 1/3); 3 of 4 at epoch 3; 76 of 100 epochs: 24 % saved (>= 20 %)
+    assert lines[0].startswith("pruned at least a third of the 10 trials, most of them at epoch 3")
+    assert lines[1] == ("epochs trained: at least 20% fewer than the 100 of the study "
+                        "without pruning")
+    few = _study([0.9] * 10, states={0: pruned}, epochs_run={0: 7})
+    assert lab.pruning_summary(few, epochs=10).startswith("pruned less than a third")
+    assert "a minority of them" in lab.pruning_summary(few, epochs=10)
+    assert "less than 20% fewer" in lab.pruning_summary(few, epochs=10)  # 3 % saved
+
+
+def test_importance_summary_names_the_leader_and_checks_bounds():
+    text = lab.importance_summary({"lr": 0.57, "optimizer": 0.17, "units_0": 0.11})
+    assert text.splitlines() == [
+        "most important: lr",
+        "  lr explains at least 0.5 of the variation: True",
+        "  each of the other 2 explains less than 0.2: True",
+        "  lr explains at least twice as much as the runner-up: True"]
+    close = lab.importance_summary({"optimizer": 0.3, "lr": 0.45, "dropout": 0.25})
+    assert close.splitlines()[0] == "most important: lr"
+    assert close.count("False") == 3
+    with pytest.raises(ValueError, match="no importances"):
+        lab.importance_summary({})
