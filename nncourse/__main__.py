@@ -15,7 +15,7 @@ COMMANDS = {
     "release": ("nncourse.release", "write exercises/ from solutions/ (instructors)"),
     "bench": ("nncourse.bench", "time each chapter notebook"),
     "execute": ("nncourse.execute", "run notebooks in place and store outputs (authors)"),
-    "grade": ("nncourse.grading", "batch-grade a class's exercise notebooks (instructors)"),
+    "grade": ("nncourse.course.grading", "batch-grade a class's exercise notebooks (instructors)"),
     "tune": ("nncourse.tuning", "a hyperparameter-tuning worker joining a shared Optuna study"),
 }
 

@@ -1,26 +1,11 @@
-"""``python -m nncourse grade SUBMISSIONS_DIR --exercise NN``: batch-grade a class, safely.
+"""Grade a batch of submissions: find them, run each in the sandbox, score the executed notebook.
 
-For instructors; the guide is ``docs/grading.md``. Every ``*.ipynb`` under ``SUBMISSIONS_DIR`` is
-graded against the master ``solutions/NN_*.ipynb``:
-
-1. its bytes are read once and hashed (the file itself is never written, moved or executed);
-2. the notebook that runs is the master with only the student's *answer* cells put in (by cell
-   id, falling back to tags, then order), every other cell restored from the master, no outputs,
-   and a guard before each check cell (:mod:`nncourse.grading.rebuild`);
-3. it runs in a locked-down kernel (:mod:`nncourse.grading.sandbox`) with a per-cell timeout,
-   a per-notebook deadline and resource limits;
-4. each exercise's points are awarded when its check cell's *execute reply* is ``ok`` -- printed
-   text never counts. An answer that hangs or kills the kernel loses that exercise and the
-   notebook is run again without it, so the other exercises are still graded;
-5. a gradebook CSV, a feedback file per student and a JSON record are written to ``--out``, and a
-   class summary is printed. A submission that cannot be read or run gets a row saying why; the
-   batch always finishes.
+:func:`grade_batch` never raises for anything a submission does: each one becomes a :class:`Grade`
+(a gradebook row), whatever the file is or does.
 """
 
 from __future__ import annotations
 
-import argparse
-import csv
 import dataclasses
 import hashlib
 import json
@@ -38,16 +23,18 @@ from pathlib import Path
 
 import nbformat
 
+import nncourse
 from nncourse import notebooks as nbs
 from nncourse import scoreboard
-from nncourse.grading import rebuild as rb
-from nncourse.grading import sandbox
+from nncourse.course.grading import rebuild as rb
+from nncourse.course.grading import sandbox
 
-__all__ = ["Limits", "ExerciseGrade", "Grade", "find_master", "find_submissions", "grade_batch",
-           "write_reports", "add_arguments", "run"]
+__all__ = ["Limits", "ExerciseGrade", "Grade", "find_master", "find_submissions",
+           "grade_submission", "grade_batch", "OK", "FLAGGED", "UNREADABLE", "ERROR"]
 
 SANDBOX_SCRIPT = Path(sandbox.__file__).resolve()
-REPO = Path(__file__).resolve().parents[2]
+# where the kernel imports nncourse from (replaced by a copy of the package in the sandbox)
+PACKAGE_ROOT = Path(nncourse.__file__).resolve().parent.parent
 OK, FLAGGED, UNREADABLE, ERROR = "graded", "graded, flagged for review", "unreadable", "error"
 TIMED_OUT, CRASHED = "timed out", "crashed"
 
@@ -102,6 +89,7 @@ class Grade:
     @property
     def total(self) -> int:
         return sum(e.earned for e in self.exercises)
+
 
 
 # --- finding the master and the submissions -----------------------------------------------------
@@ -183,7 +171,7 @@ def _execute(nb, scratch: _Scratch, limits: Limits, budget: float) -> dict:
         "kernel_log": str(job / "kernel.log"), "kernels": str(job / "kernels"),
         "stage": str(job / "stage"), "jobdir": str(job), "workdir": str(work),
         "scratch": str(scratch.root), "uid": uid, "python": sys.executable,
-        "hide": scratch.hide, "expose": [sys.base_prefix, sys.prefix, str(REPO)],
+        "hide": scratch.hide, "expose": [sys.base_prefix, sys.prefix, str(PACKAGE_ROOT)],
         "env": {k: v for k, v in nbs.kernel_env(threads=1).items()
                 if not k.startswith(("JUPYTER", "IPYTHON", "MPLCONFIG", "JPY"))},
         "limits": {"memory": limits.memory, "cpu": int(limits.notebook_timeout),
@@ -437,168 +425,3 @@ def grade_batch(submissions: list[tuple[str, Path]], master_path: Path, jobs: in
             return list(pool.map(one, submissions))
     finally:
         scratch.cleanup()
-
-
-# --- reports ------------------------------------------------------------------------------------
-
-def _safe_name(student: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in student.replace("/", "__"))
-
-
-def feedback_text(g: Grade, title: str) -> str:
-    lines = [f"{title} -- feedback for {g.student}", ""]
-    if g.status in (UNREADABLE, ERROR):
-        lines += [f"Your notebook could not be graded: {g.reason}",
-                  "Score: 0 points. Please contact your instructor."]
-        return "\n".join(lines) + "\n"
-    possible = sum(e.points for e in g.exercises)
-    for e in g.exercises:
-        lines.append(f"Exercise {e.exercise}: {e.earned}/{e.points}  {e.status}")
-        if e.message and e.status != scoreboard.PASSED:
-            msg = e.message
-            for prefix in ("ExerciseError: ", "NotAttempted: "):
-                msg = msg.replace(prefix, "")
-            lines.append(f"    {msg}")
-    lines += ["", f"Total: {g.total}/{possible} points"]
-    notes = list(g.notes)
-    if g.output_truncated:
-        notes.append("Some of your cells printed a lot; only the start of their output was kept")
-    if g.flags:
-        notes.append("Your answers were flagged for your instructor to read")
-    if notes:
-        lines += ["", "Notes:"] + [f"  - {n}" for n in notes]
-    lines += ["", f"Graded file SHA-256: {g.sha256}"]
-    return "\n".join(lines) + "\n"
-
-
-def write_reports(grades: list[Grade], master, out: Path, title: str) -> dict:
-    """Write ``gradebook.csv``, ``feedback/*.txt`` and ``grades.json``; return the summary."""
-    out.mkdir(parents=True, exist_ok=True)
-    exercises = nbs.exercises(master)
-    possible = sum(e.points for e in exercises)
-    with open(out / "gradebook.csv", "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["student", *[f"{e.id} ({e.points})" for e in exercises],
-                    f"total ({possible})", "status", "reason", "flags", "file", "sha256"])
-        for g in grades:
-            earned = {e.exercise: e.earned for e in g.exercises}
-            w.writerow([g.student, *[earned.get(e.id, 0) for e in exercises], g.total, g.status,
-                        g.reason, "; ".join(g.flags), g.file, g.sha256])
-    fb = out / "feedback"
-    fb.mkdir(exist_ok=True)
-    for g in grades:
-        (fb / f"{_safe_name(g.student)}.txt").write_text(feedback_text(g, title), "utf-8")
-    (out / "grades.json").write_text(json.dumps([dataclasses.asdict(g) | {"total": g.total}
-                                                 for g in grades], indent=1), "utf-8")
-    summary = {"students": len(grades),
-               "graded": sum(g.status in (OK, FLAGGED) for g in grades),
-               "flagged": sum(g.status == FLAGGED for g in grades),
-               "not graded": sum(g.status in (UNREADABLE, ERROR) for g in grades),
-               "exercises": {}}
-    for e in exercises:
-        pts = [x.earned for g in grades for x in g.exercises if x.exercise == e.id]
-        pts += [0] * sum(g.status in (UNREADABLE, ERROR) for g in grades)
-        summary["exercises"][e.id] = {
-            "points": e.points, "mean": sum(pts) / len(pts) if pts else 0.0,
-            "pass_rate": sum(p == e.points for p in pts) / len(pts) if pts else 0.0}
-    totals = [g.total for g in grades]
-    summary["mean_total"] = sum(totals) / len(totals) if totals else 0.0
-    summary["possible"] = possible
-    return summary
-
-
-def format_summary(summary: dict) -> str:
-    lines = [f"{summary['students']} submissions: {summary['graded']} graded "
-             f"({summary['flagged']} flagged for review), {summary['not graded']} not gradable",
-             f"{'exercise':<10}{'points':>7}{'mean':>8}{'passed':>9}"]
-    for ex, s in summary["exercises"].items():
-        lines.append(f"{ex:<10}{s['points']:>7}{s['mean']:>8.2f}{s['pass_rate']:>9.0%}")
-    lines.append(f"{'total':<10}{summary['possible']:>7}{summary['mean_total']:>8.2f}")
-    return "\n".join(lines)
-
-
-# --- command line -------------------------------------------------------------------------------
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    d = Limits()
-    parser.add_argument("submissions", type=Path, help="folder of submitted notebooks "
-                        "(NAME.ipynb, or NAME/NN_x.ipynb per student)")
-    parser.add_argument("--exercise", required=True, help="chapter number: 03 grades against "
-                        "solutions/03_*.ipynb")
-    parser.add_argument("--jobs", type=int, default=1, help="notebooks graded in parallel")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="folder for gradebook.csv, feedback/ and grades.json "
-                             "(default: grades-NN)")
-    parser.add_argument("--solutions", type=Path, default=REPO / "solutions",
-                        help="folder of master notebooks (default: the course's solutions/)")
-    parser.add_argument("--cell-timeout", type=int, default=d.cell_timeout,
-                        help=f"seconds per cell (default {d.cell_timeout})")
-    parser.add_argument("--notebook-timeout", type=int, default=d.notebook_timeout,
-                        help=f"seconds per notebook, all runs together (default "
-                             f"{d.notebook_timeout}); also its CPU-time limit")
-    parser.add_argument("--memory-mb", type=int, default=d.memory // 2**20,
-                        help=f"address-space limit of a kernel (default {d.memory // 2**20})")
-    parser.add_argument("--no-preflight", action="store_true",
-                        help="skip grading the master first (it must score full marks)")
-
-
-def run(args: argparse.Namespace) -> int:
-    try:
-        master_path = find_master(args.exercise, args.solutions)
-        limits = Limits(cell_timeout=args.cell_timeout, notebook_timeout=args.notebook_timeout,
-                        memory=args.memory_mb * 2**20)
-        if args.jobs < 1:
-            raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
-        if not args.submissions.is_dir():
-            raise ValueError(f"{args.submissions} is not a folder")
-    except ValueError as exc:
-        print(f"grade: {exc}", file=sys.stderr)
-        return 2
-    out = args.out or Path(f"grades-{int(args.exercise):02d}")
-    sub = args.submissions.resolve()
-    if out.resolve() == sub or sub in out.resolve().parents:
-        print("grade: --out must not be inside the submissions folder", file=sys.stderr)
-        return 2
-    submissions = find_submissions(args.submissions, master_path)
-    if not submissions:
-        print(f"grade: no .ipynb files in {args.submissions}", file=sys.stderr)
-        return 2
-    master = nbs.read(master_path)
-    out.mkdir(parents=True, exist_ok=True)  # exists now, so kernels cannot see it
-    hide = [master_path.parent.resolve(), REPO / ".git", sub, out.resolve()]
-    if os.geteuid() != 0:
-        print("grade: not running as root -- kernels run as your user, without their own user "
-              "id, file-system hiding or a process limit (see docs/grading.md)", file=sys.stderr)
-    limits_text = (f"{limits.cell_timeout} s/cell, {limits.notebook_timeout} s/notebook, "
-                   f"{limits.memory // 2**20} MB")
-    if not args.no_preflight:
-        print(f"preflight: grading the master {master_path.name} ({limits_text}) ...", flush=True)
-        [g] = grade_batch([("master", master_path)], master_path, 1, limits, hide)
-        if g.status != OK or g.total != sum(e.points for e in nbs.exercises(master)):
-            detail = g.reason or "; ".join(f"{e.exercise}: {e.status} {e.message}"
-                                           for e in g.exercises if e.earned < e.points)
-            print(f"grade: the master does not score full marks in the sandbox, so no student "
-                  f"could: {detail}", file=sys.stderr)
-            return 1
-        print(f"preflight: master scores {g.total}/{g.total} in {g.seconds:.0f} s; sandbox: "
-              f"{json.dumps(g.sandbox)}", flush=True)
-
-    def progress(n, total, g: Grade):
-        possible = sum(e.points for e in g.exercises)
-        what = f"{g.total}/{possible}" if g.exercises else "-"
-        extra = f" -- {g.reason}" if g.reason else (f" -- {len(g.flags)} flag(s)" if g.flags
-                                                    else "")
-        print(f"[{n}/{total}] {g.student}: {what} {g.status} ({g.seconds:.0f} s){extra}",
-              flush=True)
-
-    t0 = time.monotonic()
-    grades = grade_batch(submissions, master_path, args.jobs, limits, hide, progress,
-                         base=args.submissions)
-    elapsed = time.monotonic() - t0
-    summary = write_reports(grades, master, out, title=f"{master_path.stem}")
-    print()
-    print(format_summary(summary))
-    print(f"\n{len(grades)} notebooks in {elapsed:.0f} s with --jobs {args.jobs} "
-          f"({len(grades) / elapsed * 60:.1f} per minute)")
-    print(f"gradebook: {out / 'gradebook.csv'}   feedback: {out / 'feedback'}/")
-    return 0

@@ -3,8 +3,8 @@
 Run by path, never imported as part of the package, so that neither this process nor the sandbox
 imports course code it does not need::
 
-    python -I nncourse/grading/sandbox.py run JOB.json      # the worker: executes a notebook
-    python -I nncourse/grading/sandbox.py launch JOB.json CONNECTION_FILE [kernel args]
+    python -I nncourse/course/grading/sandbox.py run JOB.json      # the worker: executes a notebook
+    python -I nncourse/course/grading/sandbox.py launch JOB.json CONNECTION_FILE [kernel args]
 
 ``run`` starts a kernel whose command is ``launch``; ``launch`` starts as the grader's user, locks
 itself down and then *becomes* the ipykernel process (``execve``), so every limit applies to the
