@@ -1,4 +1,4 @@
-"""Shared by the grader's tests: the warm-up's solution and exercise, and students made from them."""
+"""Shared by the grader's tests: the warm-up's solution and exercise, students made of them."""
 
 import json
 import os

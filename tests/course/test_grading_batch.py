@@ -73,10 +73,10 @@ def _attacks(subs: Path) -> dict:
         "0.2": "for _ in range(300):\n    print('y' * 1_000_000)\n" + MSE,
         "0.3": "print('z' * 50_000_000)\n" + ACC})
     patch = student({
-        "0.1": ("import nncourse.checks.ch00 as c\n"
+        "0.1": ("!ls /\nimport nncourse.checks.ch00 as c\n"
                 "c.ex0_1_relu = lambda relu: print('Exercise 0.1 passed (1 point)')\n"
                 "def relu(x):\n    return x"),
-        "0.2": ("import types\n"
+        "0.2": ("%alias_magic t timeit\nimport types\n"
                 "check = types.SimpleNamespace(\n"
                 "    ex0_2_mse=lambda f: print('Exercise 0.2 passed (1 point)'),\n"
                 "    ex0_3_accuracy=lambda f: print('Exercise 0.3 passed (2 points)'))\n"
@@ -131,7 +131,8 @@ def _attacks(subs: Path) -> dict:
 
 def _hashes(folder: Path) -> dict:
     return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file() and not p.is_symlink()}
+            for p in sorted(folder.rglob("*")) if p.is_file() and not p.is_symlink()
+            and p.stat().st_size < 2**30}
 
 
 @pytest.fixture(scope="module")
@@ -146,6 +147,12 @@ def batch(tmp_path_factory):
             content = json.dumps(content, indent=1)
         path.write_bytes(content if isinstance(content, bytes) else content.encode())
     os.symlink(SOLUTION, subs / "mallory.ipynb")  # "my notebook" -> the instructor's solution
+    os.mkfifo(subs / "fifo.ipynb")  # a pipe nobody writes to: reading it would hang the batch
+    with open(subs / "huge.ipynb", "wb") as f:  # 30 GB, sparse: reading it would exhaust memory
+        f.truncate(30 * 2**30)
+    (subs / "=2+3.ipynb").write_text("{}")  # a formula in the gradebook
+    (subs / "empty").mkdir()
+    os.symlink(ROOT / "solutions", subs / "linked")  # a symlinked folder is not followed
     before = _hashes(subs)
     proc = subprocess.run(
         [sys.executable, "-m", "nncourse", "grade", str(subs), "--exercise", "00", "--jobs", "2",
@@ -181,7 +188,7 @@ def test_batch_finishes_with_a_row_per_submission(batch):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert set(batch["rows"]) == {"alice", "dave", "forged", "loop", "crash", "hog", "killed",
                                   "patch", "no_meta", "no_ids", "escape", "corrupt", "v3",
-                                  "mallory"}
+                                  "mallory", "fifo", "huge", "'=2+3", "empty", "linked"}
     assert "per minute" in proc.stdout and "passed" in proc.stdout  # the class summary
     header = next(csv.reader(open(batch["out"] / "gradebook.csv")))
     assert header[:6] == ["student", "0.1 (1)", "0.2 (1)", "0.3 (2)", "total (4)", "status"]
@@ -193,7 +200,8 @@ def test_submissions_are_byte_identical_and_nothing_was_planted(batch):
     assert not (ROOT / "solutions" / "planted.ipynb").exists()
     for who, row in batch["rows"].items():
         if row["sha256"]:
-            assert row["sha256"] == batch["before"][row["file"]]
+            file = row["file"][1:] if row["file"].startswith("'=") else row["file"]
+            assert row["sha256"] == batch["before"][file]
 
 
 def test_solution_full_marks_and_untouched_exercise_zero(batch):
@@ -258,6 +266,7 @@ def test_monkeypatched_checks_are_restored_and_flagged(batch):
     row, flags = batch["rows"]["patch"], batch["records"]["patch"]["flags"]
     assert row["status"] == "graded, flagged for review"
     for expected in ("0.1: imports the course's checks", "the name 'check' was rebound",
+                     "0.1: runs a shell command", "0.2: uses the IPython magic %alias_magic",
                      "numpy.allclose was replaced (restored)", "Exercise.close was patched"):
         assert any(expected in f for f in flags), (expected, flags)
 
@@ -277,6 +286,10 @@ def test_unreadable_files_get_a_row_saying_why(batch):
     assert rows["v3"]["status"] == "unreadable" and "format 3" in rows["v3"]["reason"]
     assert rows["mallory"]["status"] == "unreadable" and "symbolic link" in rows["mallory"]["reason"]
     assert all(rows[w]["total (4)"] == "0" for w in ("corrupt", "v3", "mallory"))
+    assert rows["fifo"]["status"] == "unreadable" and "named pipe" in rows["fifo"]["reason"]
+    assert rows["huge"]["status"] == "unreadable" and "larger than" in rows["huge"]["reason"]
+    assert rows["empty"]["status"] == "skipped" and "no notebook" in rows["empty"]["reason"]
+    assert "symbolic link to a folder" in rows["linked"]["reason"]
     assert "could not be graded" in (batch["out"] / "feedback" / "v3.txt").read_text()
 
 

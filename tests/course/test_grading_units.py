@@ -11,7 +11,12 @@ import pytest
 from nncourse import notebooks as nbs
 from nncourse.course.grading import rebuild as rb
 from nncourse.course.grading import sandbox
-from nncourse.course.grading.batch import Limits, _signal_name, find_master, find_submissions
+from nncourse.course.grading.batch import (
+    Limits,
+    _signal_name,
+    find_master,
+    find_submissions,
+)
 from tests.course.grading_helpers import (
     AS_ROOT,
     MSE,
@@ -138,6 +143,11 @@ def test_ordinary_answers_are_not_flagged():
     ("class Fake(np.ndarray):\n    pass", "defines class Fake"),
     ("class F:\n    def __array_function__(self, *a):\n        return True", "defines class F"),
     ("import sys\nsys.modules['numpy'] = None", "edits sys.modules"),
+    ("!ls /\ndef relu(x):\n    return x", "runs a shell command"),
+    ("files = !ls", "runs a shell command"),
+    ("%config InlineBackend.figure_format = 'svg'", "uses the IPython magic %config"),
+    ("%alias_magic t timeit", "uses the IPython magic %alias_magic"),
+    ("%%bash\nls /", "uses the IPython magic %bash"),
 ])
 def test_suspicious_answers_are_flagged(source, expected):
     found = flags(source)
@@ -165,7 +175,8 @@ def test_find_master_and_submissions(tmp_path):
     (tmp_path / "bo" / SOLUTION.name).write_text("{}")
     (tmp_path / ".ipynb_checkpoints").mkdir()
     (tmp_path / ".ipynb_checkpoints" / "ann-checkpoint.ipynb").write_text("{}")
-    assert [s for s, _ in find_submissions(tmp_path, SOLUTION)] == ["ann", "bo"]
+    assert [e.student for e in find_submissions(tmp_path, SOLUTION)] == ["ann", "bo"]
+    assert all(e.status is None for e in find_submissions(tmp_path, SOLUTION))
 
 
 def test_blocked_ancestor():

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -29,13 +30,16 @@ from nncourse import scoreboard
 from nncourse.course.grading import rebuild as rb
 from nncourse.course.grading import sandbox
 
-__all__ = ["Limits", "ExerciseGrade", "Grade", "find_master", "find_submissions",
-           "grade_submission", "grade_batch", "OK", "FLAGGED", "UNREADABLE", "ERROR"]
+__all__ = ["Limits", "ExerciseGrade", "Grade", "Entry", "find_master", "find_submissions",
+           "read_submission", "grade_submission", "grade_batch", "OK", "FLAGGED", "UNREADABLE",
+           "ERROR", "SKIPPED", "DUPLICATE", "NOT_GRADED"]
 
 SANDBOX_SCRIPT = Path(sandbox.__file__).resolve()
 # where the kernel imports nncourse from (replaced by a copy of the package in the sandbox)
 PACKAGE_ROOT = Path(nncourse.__file__).resolve().parent.parent
 OK, FLAGGED, UNREADABLE, ERROR = "graded", "graded, flagged for review", "unreadable", "error"
+SKIPPED, DUPLICATE = "skipped", "duplicate student"
+NOT_GRADED = (UNREADABLE, ERROR, SKIPPED, DUPLICATE)
 TIMED_OUT, CRASHED = "timed out", "crashed"
 
 
@@ -106,23 +110,149 @@ def find_master(exercise: str, solutions: Path) -> Path:
     return matches[0]
 
 
-def find_submissions(folder: Path, master: Path) -> list[tuple[str, Path]]:
-    """``(student, path)`` for each notebook under ``folder``, sorted.
+@dataclass
+class Entry:
+    """One entry of the submissions folder: a notebook to grade, or why it is not graded.
 
-    ``folder/alice.ipynb`` is student ``alice``; ``folder/alice/03_x.ipynb`` (the master's
-    file name inside a per-student folder) is student ``alice`` too.
+    ``status`` is None for a notebook to grade, else the gradebook status (``skipped``,
+    ``unreadable``, ``duplicate``) with ``reason``.
     """
-    found = []
-    for path in sorted(folder.rglob("*.ipynb")):
-        rel = path.relative_to(folder)
-        if any(part.startswith(".") for part in rel.parts):  # .ipynb_checkpoints, hidden
+
+    student: str
+    path: Path
+    status: str | None = None
+    reason: str = ""
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISLNK, "a symbolic link"),
+                       (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _scan(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Notebook-like entries under ``folder`` (never following links), and odd entries found.
+
+    Hidden names (``.ipynb_checkpoints``...) are skipped. Any entry whose name ends in ``.ipynb``
+    is returned whatever it is (a FIFO, a link...): reading it says why it cannot be graded.
+    """
+    found, odd = [], []
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError as exc:
+        return [], [(folder, f"the folder cannot be read: {exc.strerror or exc}")]
+    for e in entries:
+        if e.name.startswith("."):
             continue
-        if len(rel.parts) > 1 and rel.name == master.name:
-            student = "/".join(rel.parts[:-1])
-        else:
-            student = rel.with_suffix("").as_posix()
-        found.append((student, path))
-    return found
+        path = Path(e.path)
+        if e.is_dir(follow_symlinks=False):
+            sub, sub_odd = _scan(path)
+            found += sub
+            odd += sub_odd
+        elif e.name.endswith(".ipynb"):
+            found.append(path)
+        elif e.is_symlink() and os.path.isdir(path):
+            odd.append((path, "a symbolic link to a folder (not followed)"))
+    return found, odd
+
+
+def find_submissions(folder: Path, master: Path) -> list[Entry]:
+    """One :class:`Entry` per student notebook under ``folder``, and one per entry not graded.
+
+    ``folder/alice.ipynb`` is student ``alice``; ``folder/alice/03_x.ipynb`` (the master's file
+    name inside a per-student folder) is student ``alice`` too; other notebooks in a folder are
+    ``alice/other``. Symbolic links are never followed. A student folder without a notebook, a
+    top-level file that is not a notebook, and a student id claimed by two files each get an
+    entry saying why they are not graded.
+    """
+    out: list[Entry] = []
+    try:
+        top = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError as exc:
+        raise ValueError(f"cannot list {folder}: {exc.strerror or exc}") from None
+    for e in top:
+        if e.name.startswith("."):  # .ipynb_checkpoints, .DS_Store, .git: never submissions
+            continue
+        path = Path(e.path)
+        if e.is_symlink():
+            if not e.name.endswith(".ipynb"):
+                what = "folder" if os.path.isdir(path) else "file"
+                out.append(Entry(e.name, path, UNREADABLE, f"a symbolic link to a {what}, not "
+                                 "a folder or file of its own (links are not followed)"))
+                continue
+        elif e.is_dir(follow_symlinks=False):
+            notebooks, odd = _scan(path)
+            for p, why in odd:
+                out.append(Entry(p.relative_to(folder).as_posix(), p, SKIPPED, why))
+            if not notebooks and not odd:
+                out.append(Entry(e.name, path, SKIPPED, "the folder holds no notebook (.ipynb)"))
+            for p in notebooks:
+                rel = p.relative_to(folder)
+                student = ("/".join(rel.parts[:-1]) if rel.name == master.name
+                           else rel.with_suffix("").as_posix())
+                out.append(Entry(student, p))
+            continue
+        elif not e.name.endswith(".ipynb"):
+            out.append(Entry(e.name, path, SKIPPED, "not a notebook (.ipynb), so not graded"))
+            continue
+        out.append(Entry(path.relative_to(folder).with_suffix("").as_posix(), path))
+    claimed: dict[str, list[Entry]] = {}
+    for entry in out:
+        if entry.status is None:
+            claimed.setdefault(entry.student, []).append(entry)
+    for student, entries in claimed.items():
+        if len(entries) > 1:
+            files = ", ".join(x.path.relative_to(folder).as_posix() for x in entries)
+            for x in entries:
+                x.status, x.reason = DUPLICATE, (f"{len(entries)} files claim student "
+                                                 f"{student!r} ({files}); none was graded: keep "
+                                                 "one and grade again")
+    return sorted(out, key=lambda x: (x.student, str(x.path)))
+
+
+def read_submission(path: Path, limit: int = rb.MAX_SUBMISSION_BYTES) -> bytes:
+    """The bytes of a submission: a regular file, not a link, at most ``limit`` bytes.
+
+    Checked with ``lstat`` before opening, opened ``O_NONBLOCK | O_NOFOLLOW`` (a FIFO or a link
+    swapped in meanwhile cannot block or redirect the read), checked again on the open file and
+    never read past ``limit``. Raises :class:`rebuild.SubmissionError` saying why.
+    """
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        raise rb.SubmissionError(f"cannot read the file: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise rb.SubmissionError(f"the submission is {_kind(st.st_mode)}, not a file")
+    if st.st_size > limit:
+        raise rb.SubmissionError(f"the file is {st.st_size / 2**20:.0f} MB, larger than the "
+                                 f"{limit // 2**20} MB a notebook may be")
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise rb.SubmissionError(f"cannot read the file: {exc.strerror or exc}") from None
+    try:
+        st2 = os.fstat(fd)
+        if not stat.S_ISREG(st2.st_mode) or (st2.st_dev, st2.st_ino) != (st.st_dev, st.st_ino):
+            raise rb.SubmissionError("the file was replaced while it was being read")
+        chunks, size = [], 0
+        while size <= limit:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > limit:
+            raise rb.SubmissionError(f"the file is larger than the {limit // 2**20} MB a "
+                                     "notebook may be")
+        return b"".join(chunks)
+    except OSError as exc:
+        raise rb.SubmissionError(f"cannot read the file: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
 
 
 # --- running one notebook in the sandbox --------------------------------------------------------
@@ -290,23 +420,19 @@ def grade_submission(student: str, path: Path, master, scratch: _Scratch,
                      limits: Limits, base: Path | None = None) -> Grade:
     """Grade one submission; never raises for anything the submission does."""
     start = time.monotonic()
-    shown = path.relative_to(base).as_posix() if base and path.is_relative_to(base) else str(path)
+    grade = Grade(student, _shown(path, base), "", OK)
     try:
-        if path.is_symlink():
-            raise rb.SubmissionError("the submission is a symbolic link, not a file")
-        data = path.read_bytes()
-    except OSError as exc:
-        return Grade(student, shown, "", UNREADABLE, reason=f"cannot read the file: {exc}")
-    except rb.SubmissionError as exc:
-        return Grade(student, shown, "", UNREADABLE, reason=str(exc))
-    grade = Grade(student, shown, hashlib.sha256(data).hexdigest(), OK)
-    try:
+        data = read_submission(path)
+        grade.sha256 = hashlib.sha256(data).hexdigest()
+        if os.lstat(path).st_nlink > 1:
+            grade.flags.append("the file has other hard links (is it someone else's file?)")
         cells = rb.load_submission(data)
-        grade.exercises, grade.notes, grade.flags = _grade_cells(cells, master, scratch, limits,
-                                                                 grade)
+        del data
+        grade.exercises, grade.notes, more = _grade_cells(cells, master, scratch, limits, grade)
+        grade.flags += more
     except rb.SubmissionError as exc:
         grade.status, grade.reason = UNREADABLE, str(exc)
-    except Exception as exc:  # a grader bug must not stop the batch: say so in the row
+    except Exception as exc:  # a grader bug or MemoryError must not stop the batch: say so
         grade.status, grade.reason = ERROR, f"the grader failed: {type(exc).__name__}: {exc}"
     if grade.status == OK and grade.flags:
         grade.status = FLAGGED
@@ -396,32 +522,52 @@ def _module_names(master) -> set[str]:
     return names
 
 
-def grade_batch(submissions: list[tuple[str, Path]], master_path: Path, jobs: int = 1,
+def grade_batch(submissions: list, master_path: Path, jobs: int = 1,
                 limits: Limits | None = None, hide: list[Path] | None = None,
                 progress=None, base: Path | None = None) -> list[Grade]:
-    """Grade every ``(student, path)``; the list of grades is in the same order.
+    """Grade every :class:`Entry` (or ``(student, path)``); the grades are in the same order.
 
-    ``base``: the submissions folder, so the gradebook shows paths relative to it.
+    Entries that are not to be graded get their row straight away. ``base``: the submissions
+    folder, so the gradebook shows paths relative to it.
     """
     limits = limits or Limits()
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
+    entries = [x if isinstance(x, Entry) else Entry(*x) for x in submissions]
     master = nbs.read(master_path)
     nbs.exercises(master)
     scratch = _Scratch(hide or [])
     done = [0]
     lock = threading.Lock()
 
-    def one(item):
-        g = grade_submission(item[0], item[1], master, scratch, limits, base)
+    def one(entry: Entry) -> Grade:
+        try:
+            if entry.status is not None:
+                g = Grade(entry.student, _shown(entry.path, base), "", entry.status,
+                          reason=entry.reason)
+            else:
+                g = grade_submission(entry.student, entry.path, master, scratch, limits, base)
+        except Exception as exc:  # noqa: BLE001 - one row lost, never the batch
+            g = Grade(entry.student, str(entry.path), "", ERROR,
+                      reason=f"the grader failed: {type(exc).__name__}: {exc}")
         with lock:
             done[0] += 1
             if progress:
-                progress(done[0], len(submissions), g)
+                try:
+                    progress(done[0], len(entries), g)
+                except Exception:  # noqa: BLE001 - a progress line is not worth a batch
+                    pass
         return g
 
     try:
         with ThreadPoolExecutor(max_workers=jobs) as pool:
-            return list(pool.map(one, submissions))
+            return list(pool.map(one, entries))
     finally:
         scratch.cleanup()
+
+
+def _shown(path: Path, base: Path | None) -> str:
+    try:
+        return path.relative_to(base).as_posix() if base else str(path)
+    except ValueError:
+        return str(path)

@@ -19,7 +19,7 @@ from nncourse.course.grading.batch import (
     find_submissions,
     grade_batch,
 )
-from nncourse.course.grading.reports import format_summary, write_reports
+from nncourse.course.grading.reports import format_summary, printable, write_reports
 
 __all__ = ["add_arguments", "run"]
 
@@ -73,7 +73,11 @@ def run(args: argparse.Namespace) -> int:
     if out.resolve() == sub or sub in out.resolve().parents:
         print("grade: --out must not be inside the submissions folder", file=sys.stderr)
         return 2
-    submissions = find_submissions(args.submissions, master_path)
+    try:
+        submissions = find_submissions(args.submissions, master_path)
+    except ValueError as exc:
+        print(f"grade: {exc}", file=sys.stderr)
+        return 2
     if not submissions:
         print(f"grade: no .ipynb files in {args.submissions}", file=sys.stderr)
         return 2
@@ -102,14 +106,15 @@ def run(args: argparse.Namespace) -> int:
         what = f"{g.total}/{possible}" if g.exercises else "-"
         extra = f" -- {g.reason}" if g.reason else (f" -- {len(g.flags)} flag(s)" if g.flags
                                                     else "")
-        print(f"[{n}/{total}] {g.student}: {what} {g.status} ({g.seconds:.0f} s){extra}",
-              flush=True)
+        print(printable(f"[{n}/{total}] {g.student}: {what} {g.status} ({g.seconds:.0f} s)"
+                        f"{extra}", 400), flush=True)
 
     t0 = time.monotonic()
     grades = grade_batch(submissions, master_path, args.jobs, limits, hide, progress,
                          base=args.submissions)
     elapsed = time.monotonic() - t0
-    summary = write_reports(grades, master, out, title=f"{master_path.stem}")
+    sandbox = next((g.sandbox for g in grades if g.sandbox), {})
+    summary = write_reports(grades, master, out, title=f"{master_path.stem}", sandbox=sandbox)
     print()
     print(format_summary(summary))
     print(f"\n{len(grades)} notebooks in {elapsed:.0f} s with --jobs {args.jobs} "

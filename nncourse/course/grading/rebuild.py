@@ -330,6 +330,7 @@ _SUSPECT_NAMES = {"__builtins__": "touches __builtins__", "__code__": "rewrites 
                   "__globals__": "reaches into a function's globals",
                   "sys.modules": "edits sys.modules"}
 _SUSPECT_MODULES = {"builtins", "ctypes", "gc", "importlib"}
+_HARMLESS_MAGICS = {"time", "timeit", "matplotlib", "precision", "pprint", "who", "whos"}
 _OVERRIDES = {"__array_function__", "__array_ufunc__", "__torch_function__", "__array__",
               "__array_priority__"}
 
@@ -416,6 +417,18 @@ def static_flags(source: str, exercise: str, check_names: set[str], reference_na
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and \
                 node.func.id in ("setattr", "delattr", "exec", "eval", "__import__"):
             flags.add(f"calls {node.func.id}()")
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
+                _dotted(node.func.value) is None and isinstance(node.func.value, ast.Call) and \
+                _dotted(node.func.value.func) == "get_ipython":
+            # what IPython made of `!cmd`, `%magic`, `%%magic` (an explicit get_ipython() in the
+            # source is flagged above)
+            what = node.func.attr
+            name = (node.args[0].value if node.args and isinstance(node.args[0], ast.Constant)
+                    else None)
+            if what in ("system", "getoutput"):
+                flags.add("runs a shell command (!...)")
+            elif what in ("run_line_magic", "run_cell_magic") and name not in _HARMLESS_MAGICS:
+                flags.add(f"uses the IPython magic %{name}")
         elif isinstance(node, ast.ClassDef):
             over = sorted(_OVERRIDES & {n.name for n in node.body if isinstance(
                 n, (ast.FunctionDef, ast.Assign)) and hasattr(n, "name")})
