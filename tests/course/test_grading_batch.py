@@ -32,6 +32,11 @@ from tests.course.grading_helpers import (
 
 TOKEN = uuid.uuid4().hex[:12]
 ESCAPE_FILE = Path(f"/tmp/nncourse-escape-{TOKEN}.txt")
+LOCK_FILE = Path(f"/run/lock/nncourse-{TOKEN}")
+SHM_KEY = 0x4E000000 + int(TOKEN[:6], 16) % 0xFFFFFF
+SECRET = f"grader-secret-{uuid.uuid4().hex}"
+LOOK_AT = [str(ROOT / "solutions"), str(ROOT / ".git"), str(ROOT / "nncourse" / "checks"),
+           str(ROOT), str(SOLUTION), "/root", "/home", "/work", "/etc/shadow", "/etc/passwd"]
 
 
 def _attacks(subs: Path) -> dict:
@@ -121,7 +126,38 @@ def _attacks(subs: Path) -> dict:
                 "def accuracy(logits, labels):\n"
                 "    right = (logits.argmax(dim=1) == labels).float().mean().item()\n"
                 "    return right if spawned < 100 else 0.0")})
-    return {"alice.ipynb": SOLUTION.read_bytes(),
+    # what the grader's machine holds that a kernel must never see or keep
+    snoop = student({
+        "0.1": (f"import os, pathlib\nseen = []\n"
+                f"for path in {LOOK_AT!r}:\n"
+                f"    try:\n"
+                f"        p = pathlib.Path(path)\n"
+                f"        if p.is_dir():  # parents of the Python the kernel runs are fine\n"
+                f"            found = {{'solutions', '.git', 'nncourse', 'exercises', 'Makefile',\n"
+                f"                     'chapters'}} & set(os.listdir(p))\n"
+                f"            if found:\n                seen.append(path + ': ' + str(found))\n"
+                f"        else:\n            seen.append(path + ': ' + p.read_text()[:50])\n"
+                f"    except OSError:\n        pass\n"
+                f"print(seen)\n"
+                f"def relu(x):\n    return x if seen else np.maximum(x, 0.0)"),
+        "0.2": ("import os\n"
+                "def mse(y_pred, y_true):\n"
+                "    raise ValueError('the grader has ' + repr(dict(os.environ)))"),
+        "0.3": (f"import ctypes, os\n"
+                f"open({str(LOCK_FILE)!r}, 'w').write('left behind')\n"
+                f"libc = ctypes.CDLL(None)\n"
+                f"segment = libc.shmget({SHM_KEY}, 4096, 0o1000 | 0o666)  # IPC_CREAT\n"
+                f"kept = segment >= 0\n"
+                f"def accuracy(logits, labels):\n"
+                f"    right = (logits.argmax(dim=1) == labels).float().mean().item()\n"
+                f"    return right if kept else 0.0")})
+    displays = student({
+        "0.1": ("from IPython.display import display, update_display\n"
+                "for _ in range(300):\n    display('x', display_id='d')\n"
+                "update_display('y' * 60_000, display_id='d')\n" + RELU),
+        "0.2": MSE, "0.3": ACC})
+    return {"alice.ipynb": SOLUTION.read_bytes(), "snoop.ipynb": snoop,
+            "displays.ipynb": displays,
             "dave/00_warmup.ipynb": EXERCISE.read_bytes(),
             "forged.ipynb": forged, "loop.ipynb": loop, "crash.ipynb": crash, "hog.ipynb": hog,
             "killed.ipynb": killed,
@@ -156,9 +192,10 @@ def batch(tmp_path_factory):
     before = _hashes(subs)
     proc = subprocess.run(
         [sys.executable, "-m", "nncourse", "grade", str(subs), "--exercise", "00", "--jobs", "2",
-         "--out", str(out), "--cell-timeout", "25", "--notebook-timeout", "240",
+         "--out", str(out), "--cell-timeout", "25", "--notebook-timeout", "400",
          "--memory-mb", "3072", "--no-preflight"],
-        capture_output=True, text=True, timeout=900, cwd=base)
+        capture_output=True, text=True, timeout=900, cwd=base,
+        env={**os.environ, "NNCOURSE_GRADER_SECRET": SECRET})
     rows = {}
     if (out / "gradebook.csv").exists():
         with open(out / "gradebook.csv", newline="") as f:
@@ -168,6 +205,7 @@ def batch(tmp_path_factory):
     yield {"proc": proc, "rows": rows, "records": records, "subs": subs, "out": out,
            "before": before, "after": _hashes(subs)}
     ESCAPE_FILE.unlink(missing_ok=True)
+    LOCK_FILE.unlink(missing_ok=True)
 
 
 def points(batch, who):
@@ -186,7 +224,7 @@ def message(batch, who, ex):
 def test_batch_finishes_with_a_row_per_submission(batch):
     proc = batch["proc"]
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert set(batch["rows"]) == {"alice", "dave", "forged", "loop", "crash", "hog", "killed",
+    assert set(batch["rows"]) == {"alice", "snoop", "displays", "dave", "forged", "loop", "crash", "hog", "killed",
                                   "patch", "no_meta", "no_ids", "escape", "corrupt", "v3",
                                   "mallory", "fifo", "huge", "'=2+3", "empty", "linked"}
     assert "per minute" in proc.stdout and "passed" in proc.stdout  # the class summary
@@ -298,9 +336,39 @@ def test_escape_attempts_fail_inside_the_sandbox(batch):
     # each answer is right only if its attack failed: the solutions and submissions were
     # invisible, nothing could be written outside, no network, at most RLIMIT_NPROC processes
     assert points(batch, "escape") == {"0.1": 1, "0.2": 1, "0.3": 2}
-    assert not ESCAPE_FILE.exists()  # written to /tmp by the sandbox, removed after the run
-    assert any("outside its working directory" in f for f in batch["records"]["escape"]["flags"])
+    assert not ESCAPE_FILE.exists()  # written to the sandbox's private /tmp (or removed after)
     sandbox = batch["records"]["escape"]["sandbox"]
+    if not sandbox["tmp"].startswith("private"):
+        assert any("outside its working directory" in f
+                   for f in batch["records"]["escape"]["flags"])
     assert sandbox["network"].startswith("isolated") and sandbox["limits"]["RLIMIT_NPROC"] == 64
     left = subprocess.run(["pgrep", "-f", "sleep 613"], capture_output=True, text=True).stdout
     assert left.strip() == "", "processes started by a submission outlived its grading"
+
+
+def _shm_keys() -> set[int]:
+    lines = Path("/proc/sysvipc/shm").read_text().splitlines()[1:]
+    return {int(line.split()[0]) for line in lines}
+
+
+def test_nothing_of_the_machine_is_seen_or_left_behind(batch):
+    # 0.1 is right only if none of the checkout, solutions, .git, homes or /etc/shadow was
+    # visible; 0.3 only if the SysV segment could be made (inside its own IPC namespace)
+    assert points(batch, "snoop") == {"0.1": 1, "0.2": 0, "0.3": 2}
+    assert "the grader has {" in message(batch, "snoop", "0.2")  # the kernel's environment...
+    for name in ("gradebook.csv", "grades.json", "summary.json"):
+        assert SECRET not in (batch["out"] / name).read_text()  # ...is not the grader's
+    for f in (batch["out"] / "feedback").iterdir():
+        assert SECRET not in f.read_text()
+    assert "NNCOURSE_GRADER_SECRET" not in message(batch, "snoop", "0.2")
+    assert not LOCK_FILE.exists(), "a file in /run/lock outlived grading"
+    assert SHM_KEY not in _shm_keys(), "a SysV shared-memory segment outlived grading"
+    sandbox = batch["records"]["snoop"]["sandbox"]
+    assert sandbox["ipc"].startswith("own") and sandbox["pid"].startswith("own"), sandbox
+    assert sandbox["environment"].startswith("allow-list")
+
+
+def test_display_updates_are_capped_like_any_output(batch):
+    assert points(batch, "displays") == {"0.1": 1, "0.2": 1, "0.3": 2}
+    assert batch["records"]["displays"]["output_truncated"]
+    assert (batch["out"] / "grades.json").stat().st_size < 2_000_000

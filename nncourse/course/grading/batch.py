@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import compileall
 import dataclasses
 import hashlib
 import json
@@ -54,6 +55,7 @@ class Limits:
     processes: int = 64
     open_files: int = 1024
     output_cap: int = 100_000
+    notebook_output_cap: int = 4_000_000
     max_message: int = 32 * 2**20
     startup_timeout: int = 120
 
@@ -260,7 +262,7 @@ def read_submission(path: Path, limit: int = rb.MAX_SUBMISSION_BYTES) -> bytes:
 class _Scratch:
     """Private working space: ``jobs/`` for the grader (root only), ``work/`` for kernels."""
 
-    def __init__(self, hide: list[Path]):
+    def __init__(self, hide: list[Path], mode: str | None = None):
         self.root = Path(tempfile.mkdtemp(prefix="nncourse-grade-"))
         self.as_root = os.geteuid() == 0
         os.chmod(self.root, 0o711)
@@ -270,6 +272,24 @@ class _Scratch:
         self._lock = threading.Lock()
         self._n = 0
         self._uid_base = 2_000_000_000 + (os.getpid() % 100_000) * 1_000
+        # the kernel imports this copy of the package (no course tools, nothing beside it), never
+        # the checkout or site-packages the grader runs from
+        self.package = self.root / "pkg"
+        shutil.copytree(Path(nncourse.__file__).resolve().parent, self.package / "nncourse",
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "course"))
+        compileall.compile_dir(self.package, quiet=2)  # kernels start faster; they write none
+        for d, _, files in os.walk(self.package):
+            os.chmod(d, 0o755)
+            for f in files:
+                os.chmod(os.path.join(d, f), 0o644)
+        self.bwrap = shutil.which("bwrap", path="/usr/bin:/bin:/usr/local/bin")
+        if mode is None:
+            mode = os.environ.get("NNCOURSE_SANDBOX") or (
+                "bwrap" if self.bwrap and sandbox.bwrap_works(
+                    self.bwrap, self._uid_base if self.as_root else None) else "unshare")
+        if mode not in ("bwrap", "unshare"):
+            raise ValueError(f"sandbox mode must be bwrap or unshare, got {mode!r}")
+        self.mode = mode
 
     def new_job(self) -> tuple[Path, Path, int | None]:
         with self._lock:
@@ -291,6 +311,18 @@ class _Scratch:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+def kernel_env(package: Path) -> dict[str, str]:
+    """The kernel's whole environment: an allow-list, never a copy of the grader's."""
+    threads = "1"
+    return {"PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+            "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "USER": "student", "LOGNAME": "student",
+            "PYTHONPATH": str(package), "PYTHONNOUSERSITE": "1", "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONHASHSEED": "0", "NNCOURSE_PROGRESS": "0", "OMP_NUM_THREADS": threads,
+            "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
+            "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+            "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+
+
 def _execute(nb, scratch: _Scratch, limits: Limits, budget: float) -> dict:
     """Run ``nb`` in a fresh sandboxed kernel; return the worker's result with the executed nb."""
     job, work, uid = scratch.new_job()
@@ -301,9 +333,11 @@ def _execute(nb, scratch: _Scratch, limits: Limits, budget: float) -> dict:
         "kernel_log": str(job / "kernel.log"), "kernels": str(job / "kernels"),
         "stage": str(job / "stage"), "jobdir": str(job), "workdir": str(work),
         "scratch": str(scratch.root), "uid": uid, "python": sys.executable,
-        "hide": scratch.hide, "expose": [sys.base_prefix, sys.prefix, str(PACKAGE_ROOT)],
-        "env": {k: v for k, v in nbs.kernel_env(threads=1).items()
-                if not k.startswith(("JUPYTER", "IPYTHON", "MPLCONFIG", "JPY"))},
+        "hide": scratch.hide, "expose": [sys.base_prefix, sys.prefix, str(scratch.package)],
+        "mode": scratch.mode, "bwrap": scratch.bwrap, "package": str(scratch.package),
+        "prefixes": sorted({sys.base_prefix, sys.prefix}),
+        "env": kernel_env(scratch.package),
+        "notebook_output_cap": limits.notebook_output_cap, "tmp_size": limits.file_size * 4,
         "limits": {"memory": limits.memory, "cpu": int(limits.notebook_timeout),
                    "file_size": limits.file_size, "open_files": limits.open_files,
                    "processes": limits.processes},
@@ -325,6 +359,9 @@ def _execute(nb, scratch: _Scratch, limits: Limits, budget: float) -> dict:
         sandbox.kill_user(uid)
     try:
         result = json.loads((job / "result.json").read_text())
+        size = os.stat(job / "executed.ipynb").st_size
+        if size > 2 * limits.notebook_output_cap + 2**21:
+            raise ValueError(f"the executed notebook is {size} bytes, over the cap")
         result["notebook"] = nbformat.read(job / "executed.ipynb", as_version=4)
     except (OSError, ValueError) as exc:
         tail = (job / "worker.log").read_bytes()[-800:].decode("utf-8", "replace")

@@ -83,10 +83,12 @@ def run(args: argparse.Namespace) -> int:
         return 2
     master = nbs.read(master_path)
     out.mkdir(parents=True, exist_ok=True)  # exists now, so kernels cannot see it
-    hide = [master_path.parent.resolve(), PACKAGE_ROOT / ".git", sub, out.resolve()]
+    hide = [master_path.parent.resolve(), PACKAGE_ROOT / "solutions", PACKAGE_ROOT / ".git", sub,
+            out.resolve()]
     if os.geteuid() != 0:
-        print("grade: not running as root -- kernels run as your user, without their own user "
-              "id, file-system hiding or a process limit (see docs/grading.md)", file=sys.stderr)
+        print("grade: not running as root -- kernels run as your user id, without a process "
+              "limit; bubblewrap, when installed, provides the rest (see the protections listed "
+              "at the end and docs/grading.md)", file=sys.stderr)
     limits_text = (f"{limits.cell_timeout} s/cell, {limits.notebook_timeout} s/notebook, "
                    f"{limits.memory // 2**20} MB")
     if not args.no_preflight:

@@ -16,7 +16,7 @@ from nncourse import scoreboard
 from nncourse.course.grading.batch import FLAGGED, NOT_GRADED, OK, Grade
 
 __all__ = ["feedback_text", "feedback_names", "csv_cell", "write_reports",
-           "format_summary", "printable"]
+           "format_summary", "printable", "describe_sandbox"]
 
 
 MAX_NAME = 80  # characters of a feedback file's name taken from the student id
@@ -164,6 +164,18 @@ def printable(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
+def describe_sandbox(info: dict) -> list[str]:
+    """The protections a kernel had, one line each, those not in force first."""
+    lines = []
+    for key, value in info.items():
+        if key == "limits":
+            for name, v in value.items():
+                lines.append(f"{name}: {v}")
+        else:
+            lines.append(f"{key}: {value}")
+    return sorted(lines, key=lambda ln: "NOT" not in ln)
+
+
 def format_summary(summary: dict) -> str:
     lines = [f"{summary['students']} submissions: {summary['graded']} graded "
              f"({summary['flagged']} flagged for review), {summary['not graded']} not gradable",
@@ -171,6 +183,9 @@ def format_summary(summary: dict) -> str:
     for ex, s in summary["exercises"].items():
         lines.append(f"{ex:<10}{s['points']:>7}{s['mean']:>8.2f}{s['pass_rate']:>9.0%}")
     lines.append(f"{'total':<10}{summary['possible']:>7}{summary['mean_total']:>8.2f}")
+    if summary.get("sandbox"):
+        lines.append("protections in force for the kernels (see summary.json):")
+        lines += [f"  {ln}" for ln in describe_sandbox(summary["sandbox"])]
     if summary.get("problems"):
         lines.append(f"{len(summary['problems'])} report file(s) could not be written (see above)")
     return "\n".join(lines)
