@@ -192,7 +192,7 @@ def batch(tmp_path_factory):
     before = _hashes(subs)
     proc = subprocess.run(
         [sys.executable, "-m", "nncourse", "grade", str(subs), "--exercise", "00", "--jobs", "2",
-         "--out", str(out), "--cell-timeout", "25", "--notebook-timeout", "400",
+         "--out", str(out), "--cell-timeout", "40", "--notebook-timeout", "400",
          "--memory-mb", "3072", "--no-preflight"],
         capture_output=True, text=True, timeout=900, cwd=base,
         env={**os.environ, "NNCOURSE_GRADER_SECRET": SECRET})
@@ -254,7 +254,8 @@ def test_solution_full_marks_and_untouched_exercise_zero(batch):
 
 def test_forged_prints_hidden_errors_and_edited_checks_do_not_count(batch):
     assert points(batch, "forged") == {"0.1": 0, "0.2": 0, "0.3": 2}
-    assert "did not complete normally" in message(batch, "forged", "0.1")
+    # the check runs in the grader's process, so a forged pass line or a hidden error is moot
+    assert "relu(x) is wrong" in message(batch, "forged", "0.1")
     assert "mse(y_pred, y_true) is wrong" in message(batch, "forged", "0.2")
     g = batch["records"]["forged"]
     assert any("0.2: the check cell was edited" in n for n in g["notes"])
@@ -267,7 +268,7 @@ def test_forged_prints_hidden_errors_and_edited_checks_do_not_count(batch):
 def test_infinite_loop_loses_only_its_exercise(batch):
     assert points(batch, "loop") == {"0.1": 0, "0.2": 1, "0.3": 2}
     assert statuses(batch, "loop")["0.1"] == "timed out"
-    assert "25 s" in message(batch, "loop", "0.1")
+    assert "40 s" in message(batch, "loop", "0.1")
     assert batch["records"]["loop"]["attempts"] == 2
 
 

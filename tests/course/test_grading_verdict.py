@@ -1,10 +1,9 @@
-"""Attacks on *where the verdict is decided* (issue 26, item 1): each earns unearned marks without
-a flag as long as the checks run inside the student's kernel.
+"""Attacks on *where the verdict is decided* (issue 26, item 1): each earned unearned marks without
+a flag while the checks ran inside the student's kernel. Now the grader's own process runs each
+check and calls the student's functions in the sandbox through a proxy, so they earn nothing.
 
-They are kept here, graded in one small batch, and marked ``xfail(strict=True)``: each test fails
-the suite as soon as its attack stops working (then remove the mark), and the reason printed by
-``pytest -rx`` says what is missing. The fix is item 1: run the checks in the trusted grader
-process and call the student's functions in the sandbox through a proxy.
+The one still open is marked ``xfail(strict=True)``: it fails the suite as soon as it stops
+working (then remove the mark), and ``pytest -rx`` prints what is missing.
 """
 
 import csv
@@ -16,9 +15,9 @@ import pytest
 
 from tests.course.grading_helpers import ACC, MSE, RELU, student
 
-NOT_YET = pytest.mark.xfail(strict=True, reason="issue 26 item 1 is not done: the checks still "
-                            "run in the student's process, so the student can change their "
-                            "verdict")
+NOT_YET = pytest.mark.xfail(strict=True, reason="not done: nncourse's reference implementation "
+                            "is importable in the sandbox and calling it through getattr is "
+                            "neither prevented nor detected")
 
 ATTACKS = {
     # 1. contextlib.contextmanager patched through an alias: the re-imported checks' exercise()
@@ -60,22 +59,27 @@ ATTACKS = {
                 "sys._nncourse_grader_snapshot['numpy'][1]['allclose'] = _yes\n"
                 "def mse(y_pred, y_true):\n    return 0.0"),
         "0.3": ACC}),
-    # 4. a thread re-patches np.allclose after the guard restores it, and rewrites print so the
-    #    guard's report line says nothing was found
+    # 4. a thread re-patches np.allclose after the guard restores it, and sys.stdout is wrapped
+    #    so that the guard's report line says nothing was found
     "thread": ("0.3", {
         "0.1": RELU, "0.2": MSE,
-        "0.3": ("import builtins, json, threading, time, numpy\n"
-                "_print = print\n"
-                "def _quiet(*a, **k):\n"
-                "    if a and str(a[0]).startswith('NNCOURSE-GRADER-GUARD '):\n"
-                "        d = json.loads(a[0].split(' ', 1)[1]); d['found'] = []\n"
-                "        a = ('NNCOURSE-GRADER-GUARD ' + json.dumps(d),)\n"
-                "    return _print(*a, **k)\n"
+        "0.3": ("import json, sys, threading, time, numpy\n"
+                "class _Filter:\n"
+                "    def __init__(self, inner):\n"
+                "        self.inner = inner\n"
+                "    def write(self, text):\n"
+                "        if text.startswith('NNCOURSE-GRADER-GUARD '):\n"
+                "            report = json.loads(text.split(' ', 1)[1])\n"
+                "            report['found'] = []\n"
+                "            text = 'NNCOURSE-GRADER-GUARD ' + json.dumps(report)\n"
+                "        return self.inner.write(text)\n"
+                "    def __getattr__(self, name):\n"
+                "        return getattr(self.inner, name)\n"
+                "vars(sys)['stdout'] = _Filter(sys.stdout)\n"
                 "def _loop():\n"
                 "    while True:\n"
                 "        vars(numpy)['allclose'] = lambda *a, **k: True\n"
-                "        vars(builtins)['print'] = _quiet\n"
-                "        time.sleep(0.0002)\n"
+                "        time.sleep(0.001)\n"
                 "threading.Thread(target=_loop, daemon=True).start()\n"
                 "def accuracy(logits, labels):\n    return 0.5")}),
     # 5. the expected values read from the check's stack frame
@@ -84,12 +88,12 @@ ATTACKS = {
                 "def relu(x):\n"
                 "    return sys._getframe(2).f_locals['expected']"),
         "0.2": MSE, "0.3": ACC}),
-    # 6. nncourse's reference implementation called through getattr
-    "reference": ("0.3", {
-        "0.1": RELU, "0.2": MSE,
-        "0.3": ("import nncourse.training as _t\n"
-                "def accuracy(logits, labels):\n"
-                "    return getattr(_t, 'acc' + 'uracy')(logits, labels)")}),
+    # 6. nncourse's reference implementation (nncourse.activations.relu) called through getattr
+    "reference": ("0.1", {
+        "0.1": ("import nncourse.activations as _a\n"
+                "def relu(x):\n"
+                "    return getattr(_a, 're' + 'lu')(x)"),
+        "0.2": MSE, "0.3": ACC}),
 }
 
 
@@ -110,7 +114,8 @@ def graded(tmp_path_factory):
         return {r["student"]: r for r in csv.DictReader(f)}
 
 
-@pytest.mark.parametrize("attack", [pytest.param(name, marks=NOT_YET) for name in ATTACKS])
+@pytest.mark.parametrize("attack", [pytest.param(name, marks=NOT_YET if name == "reference" else ())
+                                    for name in ATTACKS])
 def test_an_attack_on_the_verdict_earns_nothing_or_is_flagged(graded, attack):
     exercise = ATTACKS[attack][0]
     row = graded[attack]

@@ -223,6 +223,28 @@ del _nncourse_grader_guard
 '''
 
 
+def trusted_call(source: str, bindings) -> dict | None:
+    """``check.ex0_1_relu(relu)`` -> what the grader's own process needs to run that check.
+
+    Only a check cell that is one call of a check module's function on names qualifies; any other
+    check cell runs in the kernel as before.
+    """
+    modules = {name: module for name, module, attr in bindings if attr is None}
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return None
+    if len(tree.body) != 1 or not isinstance(tree.body[0], ast.Expr):
+        return None
+    call = tree.body[0].value
+    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
+            and isinstance(call.func.value, ast.Name) and call.func.value.id in modules
+            and not call.keywords and all(isinstance(a, ast.Name) for a in call.args)):
+        return None
+    return {"module": modules[call.func.value.id], "function": call.func.attr,
+            "args": [a.id for a in call.args]}
+
+
 def _guard_cell(bindings, names: list[str], exercise: str, n: int):
     source = (_GUARD.replace("MARK", repr(GUARD_MARK)).replace("BINDINGS", repr(bindings))
               .replace("NAMES", repr(names)).replace("EXERCISE", repr(exercise)))
@@ -293,6 +315,9 @@ def rebuild(master, cells: list[dict], skip: dict[str, str] | None = None) -> Re
             elif r == nbs.CHECK:
                 ex = nbs.exercise_id(cell)
                 new_cells.append(_guard_cell(bindings, names_of.get(ex, []), ex, len(new_cells)))
+                trusted = trusted_call(cell.source, bindings)
+                if trusted:
+                    cell.metadata["grader"] = {"trusted": trusted}
         new_cells.append(cell)
     nb.cells = new_cells
     notes = []

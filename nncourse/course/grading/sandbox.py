@@ -27,6 +27,15 @@ student's code and to everything it starts:
 kernel or passes the notebook's deadline, kills everything the throwaway user still runs, removes
 files that user left in the shared temporary directories, and writes the executed notebook plus a
 ``result.json`` (execute-reply status of every cell, why it stopped, what the sandbox enforced).
+
+A check cell the grader marked ``trusted`` (one call ``check.exN_M(f, ...)``) is not sent to the
+kernel: ``run`` -- a trusted process -- imports the check and runs it itself, with proxies for
+the student's functions whose calls are executed in the kernel (:mod:`proxy`). The verdict, the
+expected values and the printed pass line or error are produced here and written into the
+executed notebook as that cell's outputs.
+
+With bubblewrap (``mode: bwrap``) ``launch`` execs ``bwrap`` instead of ipykernel directly: an
+allow-list file system, private tmpfs, and new user/mount/network/PID/IPC/UTS namespaces.
 """
 
 from __future__ import annotations
@@ -448,6 +457,90 @@ def _client_class():
     return CappedClient
 
 
+class _Fallback(Exception):
+    """The check cannot run in the trusted process: run its cell in the kernel instead."""
+
+
+async def _kernel_call(client, name: str, payload: dict) -> dict:
+    """Call the notebook's function ``name`` in the kernel (proxy.serve_named); its reply."""
+    from jupyter_core.utils import ensure_async
+
+    code = (f"_nncourse_reply = __import__('_nncourse_proxy').serve_named("
+            f"{name!r}, {json.dumps(payload)!r})")
+    msg_id = client.kc.execute(code, silent=False, store_history=False, allow_stdin=False,
+                               user_expressions={"r": "_nncourse_reply"}, stop_on_error=False)
+    reply = await ensure_async(client.async_wait_for_reply(msg_id))
+    if reply is None:
+        raise TimeoutError("the kernel did not answer")
+    content = reply.get("content", {})
+    expr = (content.get("user_expressions") or {}).get("r") or {}
+    if content.get("status") != "ok" or expr.get("status") != "ok":
+        return {"error": {"type": "RuntimeError", "message": "the kernel could not run the "
+                          "call (was the grader's helper removed?)"}}
+    import ast
+
+    try:
+        return json.loads(ast.literal_eval(expr["data"]["text/plain"]))
+    except (KeyError, ValueError, SyntaxError, TypeError, MemoryError):
+        return {"error": {"type": "RuntimeError", "message": "the kernel sent a malformed reply"}}
+
+
+async def _trusted_check(client, cell, spec: dict, limit: float) -> tuple[str, list]:
+    """Run a check in *this* process, calling the student's functions in the kernel.
+
+    Returns the execute-reply-like status and the cell's outputs. The expected values, the
+    comparison and the verdict never exist in the student's process.
+    """
+    import contextlib
+    import importlib
+    import io
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import proxy as px
+
+    loop = asyncio.get_running_loop()
+    failure: list[BaseException] = []
+
+    def transport(name, payload):
+        fut = asyncio.run_coroutine_threadsafe(_kernel_call(client, name, payload), loop)
+        try:
+            return fut.result(timeout=limit + 10)
+        except BaseException as exc:  # a timeout or a dead kernel: stop the check there
+            failure.append(exc)
+            raise
+
+    proxies = [px.Proxy(name, transport) for name in spec["args"]]
+
+    def run():
+        fn = getattr(importlib.import_module(spec["module"]), spec["function"])
+        buf = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(buf):
+                fn(*proxies)
+        except Exception as exc:  # noqa: BLE001 - the check's verdict
+            return buf.getvalue(), exc
+        return buf.getvalue(), None
+
+    printed, exc = await loop.run_in_executor(None, run)
+    if failure:
+        raise failure[0]
+    if any(p.cannot for p in proxies):
+        raise _Fallback("; ".join(p.cannot for p in proxies if p.cannot))
+    outputs = [nbformat_output("stream", name="stdout", text=printed)] if printed else []
+    if exc is None:
+        return "ok", outputs
+    ename = type(exc).__name__
+    outputs.append(nbformat_output("error", ename=ename, evalue=str(exc),
+                                   traceback=[f"{ename}: {exc}"]))
+    return "error", outputs
+
+
+def nbformat_output(kind: str, **fields):
+    import nbformat
+
+    return nbformat.v4.new_output(kind, **fields)
+
+
 async def _execute(job: dict, nb, result: dict) -> None:
     import zmq
     from jupyter_client import AsyncKernelManager
@@ -490,6 +583,21 @@ async def _execute(job: dict, nb, result: dict) -> None:
                     break
                 try:
                     count += 1
+                    spec = (cell.get("metadata", {}).get("grader") or {}).get("trusted")
+                    if spec and job.get("trusted_checks", True):
+                        try:
+                            status, outputs = await asyncio.wait_for(
+                                _trusted_check(client, cell, spec, timeout_for(cell)),
+                                timeout_for(cell) + 5)
+                            cell.outputs, cell.execution_count = outputs, count
+                            replies[str(i)] = status
+                            result.setdefault("trusted", []).append(i)
+                            continue
+                        except _Fallback as why:
+                            result.setdefault("in_kernel", []).append([i, str(why)])
+                        except (asyncio.TimeoutError, TimeoutError):
+                            raise CellTimeoutError.error_from_timeout_and_cell(
+                                "check timed out", timeout_for(cell), cell) from None
                     await client.async_execute_cell(cell, i, execution_count=count)
                 except CellTimeoutError:
                     reason = "deadline" if time.monotonic() >= deadline - 1 else "timeout"
