@@ -15,7 +15,7 @@ COMMANDS = {
     "release": ("nncourse.course.release", "write exercises/ from solutions/ (instructors)"),
     "bench": ("nncourse.course.bench", "time each chapter notebook"),
     "execute": ("nncourse.course.execute", "run notebooks in place and store outputs (authors)"),
-    "grade": ("nncourse.grading", "batch-grade a class's exercise notebooks (instructors)"),
+    "grade": ("nncourse.course.grading", "batch-grade a class's exercise notebooks (instructors)"),
     "tune": ("nncourse.course.tune",
              "a hyperparameter-tuning worker joining a shared Optuna study"),
     "portability": ("nncourse.course.portability",

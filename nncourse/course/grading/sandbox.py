@@ -3,8 +3,8 @@
 Run by path, never imported as part of the package, so that neither this process nor the sandbox
 imports course code it does not need::
 
-    python -I nncourse/grading/sandbox.py run JOB.json      # the worker: executes a notebook
-    python -I nncourse/grading/sandbox.py launch JOB.json CONNECTION_FILE [kernel args]
+    python -I nncourse/course/grading/sandbox.py run JOB.json      # the worker: executes a notebook
+    python -I nncourse/course/grading/sandbox.py launch JOB.json CONNECTION_FILE [kernel args]
 
 ``run`` starts a kernel whose command is ``launch``; ``launch`` starts as the grader's user, locks
 itself down and then *becomes* the ipykernel process (``execve``), so every limit applies to the
@@ -27,6 +27,15 @@ student's code and to everything it starts:
 kernel or passes the notebook's deadline, kills everything the throwaway user still runs, removes
 files that user left in the shared temporary directories, and writes the executed notebook plus a
 ``result.json`` (execute-reply status of every cell, why it stopped, what the sandbox enforced).
+
+A check cell the grader marked ``trusted`` (one call ``check.exN_M(f, ...)``) is not sent to the
+kernel: ``run`` -- a trusted process -- imports the check and runs it itself, with proxies for
+the student's functions whose calls are executed in the kernel (:mod:`proxy`). The verdict, the
+expected values and the printed pass line or error are produced here and written into the
+executed notebook as that cell's outputs.
+
+With bubblewrap (``mode: bwrap``) ``launch`` execs ``bwrap`` instead of ipykernel directly: an
+allow-list file system, private tmpfs, and new user/mount/network/PID/IPC/UTS namespaces.
 """
 
 from __future__ import annotations
@@ -93,7 +102,7 @@ def _isolate(cfg: dict, info: dict) -> None:
                 err = str(exc)
         info["network"] = ("isolated (user + network namespace)" if err is None
                            else f"NOT isolated (unprivileged namespaces unavailable: {err})")
-        info["hidden"] = "NOT hidden (needs root)"
+        info["hidden"] = "NOT hidden (needs root or bubblewrap)"
 
 
 def _blocked_ancestor(path: str) -> str | None:
@@ -159,12 +168,128 @@ def _set_limits(cfg: dict, info: dict) -> None:
     info["limits"] = applied
 
 
+PRIVATE_TMP = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
+_SYSTEM_DIRS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+_SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/localtime", "/etc/mime.types")
+_SYSTEM_TREES = ("/etc/ld.so.conf.d", "/etc/fonts", "/etc/alternatives", "/etc/ssl/certs")
+
+
+def bwrap_argv(bwrap: str, prefixes: list[str], package: str, work: str,
+               tmp_size: int = 256 * 2**20) -> list[str]:
+    """bubblewrap's command line: a file system built from an allow-list, all namespaces new.
+
+    Visible: ``/usr`` and the system's library links, a few files of ``/etc``, the Python
+    installations in ``prefixes`` (read-only), the package copy (read-only), the kernel's work
+    directory (read-write), a private ``/proc`` and minimal ``/dev``, and private tmpfs for
+    ``/tmp``, ``/var/tmp``, ``/dev/shm``, ``/run/lock``. Nothing else exists: no checkout, no
+    ``solutions/``, no ``.git``, no submissions, no home directories.
+    """
+    argv = [bwrap, "--unshare-user", "--unshare-ipc", "--unshare-pid", "--unshare-net",
+            "--unshare-uts", "--unshare-cgroup-try", "--die-with-parent", "--new-session",
+            "--hostname", "sandbox", "--ro-bind", "/usr", "/usr"]
+    for d in _SYSTEM_DIRS:
+        if os.path.islink(d):
+            argv += ["--symlink", os.readlink(d), d]
+        elif os.path.isdir(d):
+            argv += ["--ro-bind", d, d]
+    for f in _SYSTEM_FILES + _SYSTEM_TREES:
+        argv += ["--ro-bind-try", f, f]
+    argv += ["--proc", "/proc", "--dev", "/dev"]
+    for t in PRIVATE_TMP:
+        argv += ["--perms", "1777", "--size", str(tmp_size), "--tmpfs", t]
+    for prefix in prefixes:
+        real = os.path.realpath(prefix)
+        if not real.startswith("/usr/"):
+            argv += ["--ro-bind", real, real]
+            if real != prefix:
+                argv += ["--ro-bind", real, prefix]
+    argv += ["--ro-bind", package, package, "--bind", work, work, "--chdir", work,
+             "--cap-drop", "ALL", "--"]
+    return argv
+
+
+def _expose_for_uid(expose: list[str], stage: str) -> str | None:
+    """As root, before becoming a throwaway user: let that user reach ``expose`` (a Python under
+    root's private home...) in a private mount namespace. None on success, else the error."""
+    libc = _libc()
+    err = _unshare(libc, CLONE_NEWNS)
+    if err is None and libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) == 0:
+        _expose(libc, expose, stage)
+        return None
+    return err or "mount failed"
+
+
+def _become(uid: int) -> None:
+    os.setgroups([])
+    os.setgid(uid)
+    os.setuid(uid)
+
+
+def bwrap_works(bwrap: str, uid: int | None = None) -> bool:
+    """True if ``bwrap`` can build the sandbox here (as ``uid``, when running as root)."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        os.chmod(d, 0o755)
+        cfg = {"bwrap": bwrap, "uid": uid, "prefixes": sorted({sys.base_prefix, sys.prefix}),
+               "package": d, "workdir": d, "stage": os.path.join(d, "stage"),
+               "expose": [sys.base_prefix, sys.prefix]}
+        with open(os.path.join(d, "probe.json"), "w") as f:
+            json.dump(cfg, f)
+        try:
+            return subprocess.run([sys.executable, "-I", os.path.abspath(__file__), "probe",
+                                   os.path.join(d, "probe.json")], stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  timeout=60).returncode == 0
+        except (OSError, subprocess.SubprocessError):
+            return False
+
+
+def _probe(cfg_path: str) -> None:
+    with open(cfg_path) as f:
+        cfg = json.load(f)
+    if cfg["uid"] is not None:
+        if _expose_for_uid(cfg["expose"], cfg["stage"]) is not None:
+            os._exit(1)
+        _become(cfg["uid"])
+    argv = bwrap_argv(cfg["bwrap"], cfg["prefixes"], cfg["package"], cfg["workdir"])
+    argv += [sys.executable, "-I", "-c", "import encodings"]
+    os.execv(argv[0], argv)
+
+
+def _bwrap_info(cfg: dict, info: dict) -> None:
+    info["mode"] = "bubblewrap"
+    info["network"] = "isolated (empty network namespace)"
+    info["files"] = ("allow-list: /usr, system libraries, Python, a copy of the package "
+                     "(read-only) and the work directory; no checkout, solutions/, .git, "
+                     "submissions or home directories")
+    info["hidden"] = "everything not on the allow-list"
+    info["tmp"] = "private tmpfs: " + ", ".join(PRIVATE_TMP)
+    info["ipc"] = "own IPC namespace (SysV shared memory, semaphores, queues die with it)"
+    info["pid"] = "own PID namespace (sees only its own processes; all die with the kernel)"
+    info["environment"] = f"allow-list ({len(cfg['env'])} variables)"
+
+
 def launch(job_path: str, connection_file: str, kernel_args: list[str]) -> None:
     with open(job_path) as f:
         cfg = json.load(f)
     work, uid = cfg["workdir"], cfg.get("uid")
     info: dict = {"uid": "own user id" if uid is not None else "grader's user (not root)"}
-    _isolate(cfg, info)
+    bwrap = cfg.get("mode") == "bwrap"
+    if bwrap:
+        _bwrap_info(cfg, info)
+        if uid is not None:
+            err = _expose_for_uid(cfg.get("expose", []), cfg["stage"])
+            if err is not None:
+                info["files"] = f"NOT isolated (mount namespace: {err})"
+    else:
+        info["mode"] = "unshare (bubblewrap not available)"
+        info["environment"] = f"allow-list ({len(cfg['env'])} variables)"
+        info["tmp"] = "shared /tmp, /var/tmp, /dev/shm (files left there are removed as root)"
+        info["ipc"] = "NOT isolated"
+        info["pid"] = "NOT isolated"
+        _isolate(cfg, info)
     with open(connection_file) as f:  # the worker's copy is private to root: give the kernel one
         conn = f.read()
     own_conn = os.path.join(work, ".kernel-connection.json")
@@ -174,7 +299,7 @@ def launch(job_path: str, connection_file: str, kernel_args: list[str]) -> None:
     with open(cfg["launch_info"], "w") as f:
         json.dump(info, f)
     env = dict(cfg["env"])
-    if "JPY_PARENT_PID" in os.environ:  # ipykernel exits when this process's parent goes away
+    if "JPY_PARENT_PID" in os.environ and not bwrap:  # ipykernel exits with its parent
         env["JPY_PARENT_PID"] = os.environ["JPY_PARENT_PID"]
     env.update({"HOME": work, "TMPDIR": work, "IPYTHONDIR": os.path.join(work, ".ipython"),
                 "MPLCONFIGDIR": os.path.join(work, ".matplotlib"),
@@ -184,9 +309,7 @@ def launch(job_path: str, connection_file: str, kernel_args: list[str]) -> None:
     log = os.open(cfg["kernel_log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     if uid is not None:
         os.chown(own_conn, uid, uid)
-        os.setgroups([])
-        os.setgid(uid)
-        os.setuid(uid)
+        _become(uid)
     os.chmod(own_conn, 0o600)
     _libc().prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # after setuid, which clears it
     if os.getppid() == 1:  # the worker died before we could ask to die with it
@@ -197,7 +320,11 @@ def launch(job_path: str, connection_file: str, kernel_args: list[str]) -> None:
     for fd in (1, 2):  # ipykernel's own messages; what the student prints goes to the notebook
         os.dup2(log, fd)
     py = cfg["python"]
-    os.execve(py, [py, "-m", "ipykernel_launcher", "-f", own_conn, *kernel_args], env)
+    argv = [py, "-m", "ipykernel_launcher", "-f", own_conn, *kernel_args]
+    if bwrap:
+        argv = bwrap_argv(cfg["bwrap"], cfg["prefixes"], cfg["package"], work,
+                          cfg.get("tmp_size", 256 * 2**20)) + argv
+    os.execve(argv[0], argv, env)
 
 
 # --- the worker ---------------------------------------------------------------------------------
@@ -275,37 +402,143 @@ def _client_class():
         """Keeps at most ``output_cap`` characters of output per cell; never drops an error."""
 
         output_cap = 100_000
+        notebook_output_cap = 4_000_000
 
         def reset_execution_trackers(self):
             super().reset_execution_trackers()
             self.used: dict[int, int] = {}
+            self.total = 0
             self.truncated: set[int] = set()
+
+        def _update_display_id(self, display_id, msg):
+            # one update rewrites every output showing display_id: charge it for each of them
+            # (display() 10 000 times, then update with 50 kB = 500 MB of notebook otherwise)
+            refs = sum(len(v) for v in self._display_id_map.get(display_id, {}).values())
+            data = msg.get("content", {}).get("data", {}) or {}
+            size = sum(len(v) if isinstance(v, str) else len(json.dumps(v))
+                       for v in data.values())
+            if refs and (size > self.output_cap
+                         or self.total + size * refs > self.notebook_output_cap):
+                for cells in self._display_id_map.get(display_id, {}):
+                    self.truncated.add(cells)
+                return None
+            self.total += size * refs
+            return super()._update_display_id(display_id, msg)
 
         def output(self, outs, msg, display_id, cell_index):
             content = msg["content"]
             used = self.used.get(cell_index, 0)
-            if msg["msg_type"] == "error":
-                content["evalue"] = str(content.get("evalue", ""))[:self.output_cap]
-                content["traceback"] = [str(t)[:self.output_cap]
-                                        for t in content.get("traceback", [])[-20:]]
+            if msg["msg_type"] == "error":  # never dropped, but bounded
+                room = max(2_000, min(self.output_cap, self.notebook_output_cap - self.total))
+                content["evalue"] = str(content.get("evalue", ""))[:room]
+                tb = [str(t)[:room // 4] for t in content.get("traceback", [])[-20:]]
+                while sum(map(len, tb)) > room and len(tb) > 1:
+                    tb.pop(0)
+                content["traceback"] = tb
+                self.total += len(content["evalue"]) + sum(map(len, tb))
                 return super().output(outs, msg, display_id, cell_index)
             if msg["msg_type"] == "stream":
                 size = len(content.get("text", ""))
             else:
                 size = sum(len(v) if isinstance(v, str) else len(json.dumps(v))
                            for v in content.get("data", {}).values())
-            if used + size > self.output_cap:
+            if used + size > self.output_cap or self.total + size > self.notebook_output_cap:
                 self.truncated.add(cell_index)
-                room = self.output_cap - used
+                room = min(self.output_cap - used, self.notebook_output_cap - self.total)
                 if msg["msg_type"] != "stream" or room <= 0:
                     self.used[cell_index] = self.output_cap
                     return None
                 content["text"] = content["text"][:room]
                 size = room
             self.used[cell_index] = used + size
+            self.total += size
             return super().output(outs, msg, display_id, cell_index)
 
     return CappedClient
+
+
+class _Fallback(Exception):
+    """The check cannot run in the trusted process: run its cell in the kernel instead."""
+
+
+async def _kernel_call(client, name: str, payload: dict) -> dict:
+    """Call the notebook's function ``name`` in the kernel (proxy.serve_named); its reply."""
+    from jupyter_core.utils import ensure_async
+
+    code = (f"_nncourse_reply = __import__('_nncourse_proxy').serve_named("
+            f"{name!r}, {json.dumps(payload)!r})")
+    msg_id = client.kc.execute(code, silent=False, store_history=False, allow_stdin=False,
+                               user_expressions={"r": "_nncourse_reply"}, stop_on_error=False)
+    reply = await ensure_async(client.async_wait_for_reply(msg_id))
+    if reply is None:
+        raise TimeoutError("the kernel did not answer")
+    content = reply.get("content", {})
+    expr = (content.get("user_expressions") or {}).get("r") or {}
+    if content.get("status") != "ok" or expr.get("status") != "ok":
+        return {"error": {"type": "RuntimeError", "message": "the kernel could not run the "
+                          "call (was the grader's helper removed?)"}}
+    import ast
+
+    try:
+        return json.loads(ast.literal_eval(expr["data"]["text/plain"]))
+    except (KeyError, ValueError, SyntaxError, TypeError, MemoryError):
+        return {"error": {"type": "RuntimeError", "message": "the kernel sent a malformed reply"}}
+
+
+async def _trusted_check(client, cell, spec: dict, limit: float) -> tuple[str, list]:
+    """Run a check in *this* process, calling the student's functions in the kernel.
+
+    Returns the execute-reply-like status and the cell's outputs. The expected values, the
+    comparison and the verdict never exist in the student's process.
+    """
+    import contextlib
+    import importlib
+    import io
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import proxy as px
+
+    loop = asyncio.get_running_loop()
+    failure: list[BaseException] = []
+
+    def transport(name, payload):
+        fut = asyncio.run_coroutine_threadsafe(_kernel_call(client, name, payload), loop)
+        try:
+            return fut.result(timeout=limit + 10)
+        except BaseException as exc:  # a timeout or a dead kernel: stop the check there
+            failure.append(exc)
+            raise
+
+    proxies = [px.Proxy(name, transport) for name in spec["args"]]
+
+    def run():
+        fn = getattr(importlib.import_module(spec["module"]), spec["function"])
+        buf = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(buf):
+                fn(*proxies)
+        except Exception as exc:  # noqa: BLE001 - the check's verdict
+            return buf.getvalue(), exc
+        return buf.getvalue(), None
+
+    printed, exc = await loop.run_in_executor(None, run)
+    if failure:
+        raise failure[0]
+    if any(p.cannot for p in proxies):
+        raise _Fallback("; ".join(p.cannot for p in proxies if p.cannot))
+    outputs = [nbformat_output("stream", name="stdout", text=printed)] if printed else []
+    if exc is None:
+        return "ok", outputs
+    ename = type(exc).__name__
+    outputs.append(nbformat_output("error", ename=ename, evalue=str(exc),
+                                   traceback=[f"{ename}: {exc}"]))
+    return "error", outputs
+
+
+def nbformat_output(kind: str, **fields):
+    import nbformat
+
+    return nbformat.v4.new_output(kind, **fields)
 
 
 async def _execute(job: dict, nb, result: dict) -> None:
@@ -330,6 +563,7 @@ async def _execute(job: dict, nb, result: dict) -> None:
                              startup_timeout=job["startup_timeout"], iopub_timeout=4,
                              shutdown_kernel="immediate", kernel_name=KERNEL_NAME)
     client.output_cap = job["output_cap"]
+    client.notebook_output_cap = job.get("notebook_output_cap", 4_000_000)
     replies = result["replies"]
 
     async def on_executed(cell, cell_index, execute_reply):
@@ -349,6 +583,21 @@ async def _execute(job: dict, nb, result: dict) -> None:
                     break
                 try:
                     count += 1
+                    spec = (cell.get("metadata", {}).get("grader") or {}).get("trusted")
+                    if spec and job.get("trusted_checks", True):
+                        try:
+                            status, outputs = await asyncio.wait_for(
+                                _trusted_check(client, cell, spec, timeout_for(cell)),
+                                timeout_for(cell) + 5)
+                            cell.outputs, cell.execution_count = outputs, count
+                            replies[str(i)] = status
+                            result.setdefault("trusted", []).append(i)
+                            continue
+                        except _Fallback as why:
+                            result.setdefault("in_kernel", []).append([i, str(why)])
+                        except (asyncio.TimeoutError, TimeoutError):
+                            raise CellTimeoutError.error_from_timeout_and_cell(
+                                "check timed out", timeout_for(cell), cell) from None
                     await client.async_execute_cell(cell, i, execution_count=count)
                 except CellTimeoutError:
                     reason = "deadline" if time.monotonic() >= deadline - 1 else "timeout"
@@ -362,6 +611,8 @@ async def _execute(job: dict, nb, result: dict) -> None:
                             code = proc.wait(timeout=2)
                         except Exception:
                             code = None
+                    if job.get("mode") == "bwrap" and isinstance(code, int) and 128 < code < 160:
+                        code = 128 - code  # bubblewrap exits 128 + N when the kernel got signal N
                     result["stopped"] = {"cell": i, "reason": "died", "exit_code": code}
                     break
             result["truncated"] = sorted(client.truncated)
@@ -400,7 +651,17 @@ def run(job_path: str) -> int:
             result["sandbox"] = json.load(f)
     except (OSError, ValueError):
         result["sandbox"] = {}
-    nbformat.write(nb, job["executed"])
+    text = nbformat.writes(nb)
+    cap = 2 * job.get("notebook_output_cap", 4_000_000) + 2**20
+    if len(text) > cap:  # a last resort: the caps above should make this impossible
+        for i, cell in enumerate(nb.cells):
+            if cell.get("outputs"):
+                cell.outputs = [o for o in cell.outputs if o.get("output_type") == "error"][-1:]
+                result["truncated"] = sorted(set(result["truncated"]) | {i})
+        text = nbformat.writes(nb)
+        result["oversize"] = True
+    with open(job["executed"], "w", encoding="utf-8") as f:
+        f.write(text)
     with open(job["result"], "w") as f:
         json.dump(result, f)
     return 0
@@ -409,6 +670,8 @@ def run(job_path: str) -> int:
 if __name__ == "__main__":
     if len(sys.argv) >= 4 and sys.argv[1] == "launch":
         launch(sys.argv[2], sys.argv[3], sys.argv[4:])
+    elif len(sys.argv) == 3 and sys.argv[1] == "probe":
+        _probe(sys.argv[2])
     elif len(sys.argv) == 3 and sys.argv[1] == "run":
         sys.exit(run(sys.argv[2]))
     else:

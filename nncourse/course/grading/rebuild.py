@@ -223,6 +223,28 @@ del _nncourse_grader_guard
 '''
 
 
+def trusted_call(source: str, bindings) -> dict | None:
+    """``check.ex0_1_relu(relu)`` -> what the grader's own process needs to run that check.
+
+    Only a check cell that is one call of a check module's function on names qualifies; any other
+    check cell runs in the kernel as before.
+    """
+    modules = {name: module for name, module, attr in bindings if attr is None}
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return None
+    if len(tree.body) != 1 or not isinstance(tree.body[0], ast.Expr):
+        return None
+    call = tree.body[0].value
+    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
+            and isinstance(call.func.value, ast.Name) and call.func.value.id in modules
+            and not call.keywords and all(isinstance(a, ast.Name) for a in call.args)):
+        return None
+    return {"module": modules[call.func.value.id], "function": call.func.attr,
+            "args": [a.id for a in call.args]}
+
+
 def _guard_cell(bindings, names: list[str], exercise: str, n: int):
     source = (_GUARD.replace("MARK", repr(GUARD_MARK)).replace("BINDINGS", repr(bindings))
               .replace("NAMES", repr(names)).replace("EXERCISE", repr(exercise)))
@@ -293,6 +315,9 @@ def rebuild(master, cells: list[dict], skip: dict[str, str] | None = None) -> Re
             elif r == nbs.CHECK:
                 ex = nbs.exercise_id(cell)
                 new_cells.append(_guard_cell(bindings, names_of.get(ex, []), ex, len(new_cells)))
+                trusted = trusted_call(cell.source, bindings)
+                if trusted:
+                    cell.metadata["grader"] = {"trusted": trusted}
         new_cells.append(cell)
     nb.cells = new_cells
     notes = []
@@ -330,6 +355,7 @@ _SUSPECT_NAMES = {"__builtins__": "touches __builtins__", "__code__": "rewrites 
                   "__globals__": "reaches into a function's globals",
                   "sys.modules": "edits sys.modules"}
 _SUSPECT_MODULES = {"builtins", "ctypes", "gc", "importlib"}
+_HARMLESS_MAGICS = {"time", "timeit", "matplotlib", "precision", "pprint", "who", "whos"}
 _OVERRIDES = {"__array_function__", "__array_ufunc__", "__torch_function__", "__array__",
               "__array_priority__"}
 
@@ -416,6 +442,18 @@ def static_flags(source: str, exercise: str, check_names: set[str], reference_na
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and \
                 node.func.id in ("setattr", "delattr", "exec", "eval", "__import__"):
             flags.add(f"calls {node.func.id}()")
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
+                _dotted(node.func.value) is None and isinstance(node.func.value, ast.Call) and \
+                _dotted(node.func.value.func) == "get_ipython":
+            # what IPython made of `!cmd`, `%magic`, `%%magic` (an explicit get_ipython() in the
+            # source is flagged above)
+            what = node.func.attr
+            name = (node.args[0].value if node.args and isinstance(node.args[0], ast.Constant)
+                    else None)
+            if what in ("system", "getoutput"):
+                flags.add("runs a shell command (!...)")
+            elif what in ("run_line_magic", "run_cell_magic") and name not in _HARMLESS_MAGICS:
+                flags.add(f"uses the IPython magic %{name}")
         elif isinstance(node, ast.ClassDef):
             over = sorted(_OVERRIDES & {n.name for n in node.body if isinstance(
                 n, (ast.FunctionDef, ast.Assign)) and hasattr(n, "name")})

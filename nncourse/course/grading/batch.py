@@ -1,32 +1,19 @@
-"""``python -m nncourse grade SUBMISSIONS_DIR --exercise NN``: batch-grade a class, safely.
+"""Grade a batch of submissions: find them, run each in the sandbox, score the executed notebook.
 
-For instructors; the guide is ``docs/grading.md``. Every ``*.ipynb`` under ``SUBMISSIONS_DIR`` is
-graded against the master ``solutions/NN_*.ipynb``:
-
-1. its bytes are read once and hashed (the file itself is never written, moved or executed);
-2. the notebook that runs is the master with only the student's *answer* cells put in (by cell
-   id, falling back to tags, then order), every other cell restored from the master, no outputs,
-   and a guard before each check cell (:mod:`nncourse.grading.rebuild`);
-3. it runs in a locked-down kernel (:mod:`nncourse.grading.sandbox`) with a per-cell timeout,
-   a per-notebook deadline and resource limits;
-4. each exercise's points are awarded when its check cell's *execute reply* is ``ok`` -- printed
-   text never counts. An answer that hangs or kills the kernel loses that exercise and the
-   notebook is run again without it, so the other exercises are still graded;
-5. a gradebook CSV, a feedback file per student and a JSON record are written to ``--out``, and a
-   class summary is printed. A submission that cannot be read or run gets a row saying why; the
-   batch always finishes.
+:func:`grade_batch` never raises for anything a submission does: each one becomes a :class:`Grade`
+(a gradebook row), whatever the file is or does.
 """
 
 from __future__ import annotations
 
-import argparse
-import csv
+import compileall
 import dataclasses
 import hashlib
 import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -38,17 +25,22 @@ from pathlib import Path
 
 import nbformat
 
+import nncourse
 from nncourse.course import notebooks as nbs
 from nncourse.course import scoreboard
-from nncourse.grading import rebuild as rb
-from nncourse.grading import sandbox
+from nncourse.course.grading import rebuild as rb
+from nncourse.course.grading import sandbox
 
-__all__ = ["Limits", "ExerciseGrade", "Grade", "find_master", "find_submissions", "grade_batch",
-           "write_reports", "add_arguments", "run"]
+__all__ = ["Limits", "ExerciseGrade", "Grade", "Entry", "find_master", "find_submissions",
+           "read_submission", "grade_submission", "grade_batch", "OK", "FLAGGED", "UNREADABLE",
+           "ERROR", "SKIPPED", "DUPLICATE", "NOT_GRADED"]
 
 SANDBOX_SCRIPT = Path(sandbox.__file__).resolve()
-REPO = Path(__file__).resolve().parents[2]
+# where the kernel imports nncourse from (replaced by a copy of the package in the sandbox)
+PACKAGE_ROOT = Path(nncourse.__file__).resolve().parent.parent
 OK, FLAGGED, UNREADABLE, ERROR = "graded", "graded, flagged for review", "unreadable", "error"
+SKIPPED, DUPLICATE = "skipped", "duplicate student"
+NOT_GRADED = (UNREADABLE, ERROR, SKIPPED, DUPLICATE)
 TIMED_OUT, CRASHED = "timed out", "crashed"
 
 
@@ -63,6 +55,7 @@ class Limits:
     processes: int = 64
     open_files: int = 1024
     output_cap: int = 100_000
+    notebook_output_cap: int = 4_000_000
     max_message: int = 32 * 2**20
     startup_timeout: int = 120
 
@@ -104,6 +97,7 @@ class Grade:
         return sum(e.earned for e in self.exercises)
 
 
+
 # --- finding the master and the submissions -----------------------------------------------------
 
 def find_master(exercise: str, solutions: Path) -> Path:
@@ -118,23 +112,149 @@ def find_master(exercise: str, solutions: Path) -> Path:
     return matches[0]
 
 
-def find_submissions(folder: Path, master: Path) -> list[tuple[str, Path]]:
-    """``(student, path)`` for each notebook under ``folder``, sorted.
+@dataclass
+class Entry:
+    """One entry of the submissions folder: a notebook to grade, or why it is not graded.
 
-    ``folder/alice.ipynb`` is student ``alice``; ``folder/alice/03_x.ipynb`` (the master's
-    file name inside a per-student folder) is student ``alice`` too.
+    ``status`` is None for a notebook to grade, else the gradebook status (``skipped``,
+    ``unreadable``, ``duplicate``) with ``reason``.
     """
-    found = []
-    for path in sorted(folder.rglob("*.ipynb")):
-        rel = path.relative_to(folder)
-        if any(part.startswith(".") for part in rel.parts):  # .ipynb_checkpoints, hidden
+
+    student: str
+    path: Path
+    status: str | None = None
+    reason: str = ""
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISLNK, "a symbolic link"),
+                       (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _scan(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Notebook-like entries under ``folder`` (never following links), and odd entries found.
+
+    Hidden names (``.ipynb_checkpoints``...) are skipped. Any entry whose name ends in ``.ipynb``
+    is returned whatever it is (a FIFO, a link...): reading it says why it cannot be graded.
+    """
+    found, odd = [], []
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError as exc:
+        return [], [(folder, f"the folder cannot be read: {exc.strerror or exc}")]
+    for e in entries:
+        if e.name.startswith("."):
             continue
-        if len(rel.parts) > 1 and rel.name == master.name:
-            student = "/".join(rel.parts[:-1])
-        else:
-            student = rel.with_suffix("").as_posix()
-        found.append((student, path))
-    return found
+        path = Path(e.path)
+        if e.is_dir(follow_symlinks=False):
+            sub, sub_odd = _scan(path)
+            found += sub
+            odd += sub_odd
+        elif e.name.endswith(".ipynb"):
+            found.append(path)
+        elif e.is_symlink() and os.path.isdir(path):
+            odd.append((path, "a symbolic link to a folder (not followed)"))
+    return found, odd
+
+
+def find_submissions(folder: Path, master: Path) -> list[Entry]:
+    """One :class:`Entry` per student notebook under ``folder``, and one per entry not graded.
+
+    ``folder/alice.ipynb`` is student ``alice``; ``folder/alice/03_x.ipynb`` (the master's file
+    name inside a per-student folder) is student ``alice`` too; other notebooks in a folder are
+    ``alice/other``. Symbolic links are never followed. A student folder without a notebook, a
+    top-level file that is not a notebook, and a student id claimed by two files each get an
+    entry saying why they are not graded.
+    """
+    out: list[Entry] = []
+    try:
+        top = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError as exc:
+        raise ValueError(f"cannot list {folder}: {exc.strerror or exc}") from None
+    for e in top:
+        if e.name.startswith("."):  # .ipynb_checkpoints, .DS_Store, .git: never submissions
+            continue
+        path = Path(e.path)
+        if e.is_symlink():
+            if not e.name.endswith(".ipynb"):
+                what = "folder" if os.path.isdir(path) else "file"
+                out.append(Entry(e.name, path, UNREADABLE, f"a symbolic link to a {what}, not "
+                                 "a folder or file of its own (links are not followed)"))
+                continue
+        elif e.is_dir(follow_symlinks=False):
+            notebooks, odd = _scan(path)
+            for p, why in odd:
+                out.append(Entry(p.relative_to(folder).as_posix(), p, SKIPPED, why))
+            if not notebooks and not odd:
+                out.append(Entry(e.name, path, SKIPPED, "the folder holds no notebook (.ipynb)"))
+            for p in notebooks:
+                rel = p.relative_to(folder)
+                student = ("/".join(rel.parts[:-1]) if rel.name == master.name
+                           else rel.with_suffix("").as_posix())
+                out.append(Entry(student, p))
+            continue
+        elif not e.name.endswith(".ipynb"):
+            out.append(Entry(e.name, path, SKIPPED, "not a notebook (.ipynb), so not graded"))
+            continue
+        out.append(Entry(path.relative_to(folder).with_suffix("").as_posix(), path))
+    claimed: dict[str, list[Entry]] = {}
+    for entry in out:
+        if entry.status is None:
+            claimed.setdefault(entry.student, []).append(entry)
+    for student, entries in claimed.items():
+        if len(entries) > 1:
+            files = ", ".join(x.path.relative_to(folder).as_posix() for x in entries)
+            for x in entries:
+                x.status, x.reason = DUPLICATE, (f"{len(entries)} files claim student "
+                                                 f"{student!r} ({files}); none was graded: keep "
+                                                 "one and grade again")
+    return sorted(out, key=lambda x: (x.student, str(x.path)))
+
+
+def read_submission(path: Path, limit: int = rb.MAX_SUBMISSION_BYTES) -> bytes:
+    """The bytes of a submission: a regular file, not a link, at most ``limit`` bytes.
+
+    Checked with ``lstat`` before opening, opened ``O_NONBLOCK | O_NOFOLLOW`` (a FIFO or a link
+    swapped in meanwhile cannot block or redirect the read), checked again on the open file and
+    never read past ``limit``. Raises :class:`rebuild.SubmissionError` saying why.
+    """
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        raise rb.SubmissionError(f"cannot read the file: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise rb.SubmissionError(f"the submission is {_kind(st.st_mode)}, not a file")
+    if st.st_size > limit:
+        raise rb.SubmissionError(f"the file is {st.st_size / 2**20:.0f} MB, larger than the "
+                                 f"{limit // 2**20} MB a notebook may be")
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise rb.SubmissionError(f"cannot read the file: {exc.strerror or exc}") from None
+    try:
+        st2 = os.fstat(fd)
+        if not stat.S_ISREG(st2.st_mode) or (st2.st_dev, st2.st_ino) != (st.st_dev, st.st_ino):
+            raise rb.SubmissionError("the file was replaced while it was being read")
+        chunks, size = [], 0
+        while size <= limit:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > limit:
+            raise rb.SubmissionError(f"the file is larger than the {limit // 2**20} MB a "
+                                     "notebook may be")
+        return b"".join(chunks)
+    except OSError as exc:
+        raise rb.SubmissionError(f"cannot read the file: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
 
 
 # --- running one notebook in the sandbox --------------------------------------------------------
@@ -142,7 +262,7 @@ def find_submissions(folder: Path, master: Path) -> list[tuple[str, Path]]:
 class _Scratch:
     """Private working space: ``jobs/`` for the grader (root only), ``work/`` for kernels."""
 
-    def __init__(self, hide: list[Path]):
+    def __init__(self, hide: list[Path], mode: str | None = None):
         self.root = Path(tempfile.mkdtemp(prefix="nncourse-grade-"))
         self.as_root = os.geteuid() == 0
         os.chmod(self.root, 0o711)
@@ -152,6 +272,26 @@ class _Scratch:
         self._lock = threading.Lock()
         self._n = 0
         self._uid_base = 2_000_000_000 + (os.getpid() % 100_000) * 1_000
+        # the kernel imports this copy of the package (no course tools, nothing beside it), never
+        # the checkout or site-packages the grader runs from
+        self.package = self.root / "pkg"
+        shutil.copytree(Path(nncourse.__file__).resolve().parent, self.package / "nncourse",
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "course"))
+        # the kernel's end of the trusted checks' calls (proxy.serve_named)
+        shutil.copy(Path(__file__).with_name("proxy.py"), self.package / "_nncourse_proxy.py")
+        compileall.compile_dir(self.package, quiet=2)  # kernels start faster; they write none
+        for d, _, files in os.walk(self.package):
+            os.chmod(d, 0o755)
+            for f in files:
+                os.chmod(os.path.join(d, f), 0o644)
+        self.bwrap = shutil.which("bwrap", path="/usr/bin:/bin:/usr/local/bin")
+        if mode is None:
+            mode = os.environ.get("NNCOURSE_SANDBOX") or (
+                "bwrap" if self.bwrap and sandbox.bwrap_works(
+                    self.bwrap, self._uid_base if self.as_root else None) else "unshare")
+        if mode not in ("bwrap", "unshare"):
+            raise ValueError(f"sandbox mode must be bwrap or unshare, got {mode!r}")
+        self.mode = mode
 
     def new_job(self) -> tuple[Path, Path, int | None]:
         with self._lock:
@@ -173,6 +313,18 @@ class _Scratch:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+def kernel_env(package: Path) -> dict[str, str]:
+    """The kernel's whole environment: an allow-list, never a copy of the grader's."""
+    threads = "1"
+    return {"PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+            "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "USER": "student", "LOGNAME": "student",
+            "PYTHONPATH": str(package), "PYTHONNOUSERSITE": "1", "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONHASHSEED": "0", "NNCOURSE_PROGRESS": "0", "OMP_NUM_THREADS": threads,
+            "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
+            "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+            "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+
+
 def _execute(nb, scratch: _Scratch, limits: Limits, budget: float) -> dict:
     """Run ``nb`` in a fresh sandboxed kernel; return the worker's result with the executed nb."""
     job, work, uid = scratch.new_job()
@@ -183,9 +335,11 @@ def _execute(nb, scratch: _Scratch, limits: Limits, budget: float) -> dict:
         "kernel_log": str(job / "kernel.log"), "kernels": str(job / "kernels"),
         "stage": str(job / "stage"), "jobdir": str(job), "workdir": str(work),
         "scratch": str(scratch.root), "uid": uid, "python": sys.executable,
-        "hide": scratch.hide, "expose": [sys.base_prefix, sys.prefix, str(REPO)],
-        "env": {k: v for k, v in nbs.kernel_env(threads=1).items()
-                if not k.startswith(("JUPYTER", "IPYTHON", "MPLCONFIG", "JPY"))},
+        "hide": scratch.hide, "expose": [sys.base_prefix, sys.prefix, str(scratch.package)],
+        "mode": scratch.mode, "bwrap": scratch.bwrap, "package": str(scratch.package),
+        "prefixes": sorted({sys.base_prefix, sys.prefix}),
+        "env": kernel_env(scratch.package),
+        "notebook_output_cap": limits.notebook_output_cap, "tmp_size": limits.file_size * 4,
         "limits": {"memory": limits.memory, "cpu": int(limits.notebook_timeout),
                    "file_size": limits.file_size, "open_files": limits.open_files,
                    "processes": limits.processes},
@@ -207,6 +361,9 @@ def _execute(nb, scratch: _Scratch, limits: Limits, budget: float) -> dict:
         sandbox.kill_user(uid)
     try:
         result = json.loads((job / "result.json").read_text())
+        size = os.stat(job / "executed.ipynb").st_size
+        if size > 2 * limits.notebook_output_cap + 2**21:
+            raise ValueError(f"the executed notebook is {size} bytes, over the cap")
         result["notebook"] = nbformat.read(job / "executed.ipynb", as_version=4)
     except (OSError, ValueError) as exc:
         tail = (job / "worker.log").read_bytes()[-800:].decode("utf-8", "replace")
@@ -302,23 +459,19 @@ def grade_submission(student: str, path: Path, master, scratch: _Scratch,
                      limits: Limits, base: Path | None = None) -> Grade:
     """Grade one submission; never raises for anything the submission does."""
     start = time.monotonic()
-    shown = path.relative_to(base).as_posix() if base and path.is_relative_to(base) else str(path)
+    grade = Grade(student, _shown(path, base), "", OK)
     try:
-        if path.is_symlink():
-            raise rb.SubmissionError("the submission is a symbolic link, not a file")
-        data = path.read_bytes()
-    except OSError as exc:
-        return Grade(student, shown, "", UNREADABLE, reason=f"cannot read the file: {exc}")
-    except rb.SubmissionError as exc:
-        return Grade(student, shown, "", UNREADABLE, reason=str(exc))
-    grade = Grade(student, shown, hashlib.sha256(data).hexdigest(), OK)
-    try:
+        data = read_submission(path)
+        grade.sha256 = hashlib.sha256(data).hexdigest()
+        if os.lstat(path).st_nlink > 1:
+            grade.flags.append("the file has other hard links (is it someone else's file?)")
         cells = rb.load_submission(data)
-        grade.exercises, grade.notes, grade.flags = _grade_cells(cells, master, scratch, limits,
-                                                                 grade)
+        del data
+        grade.exercises, grade.notes, more = _grade_cells(cells, master, scratch, limits, grade)
+        grade.flags += more
     except rb.SubmissionError as exc:
         grade.status, grade.reason = UNREADABLE, str(exc)
-    except Exception as exc:  # a grader bug must not stop the batch: say so in the row
+    except Exception as exc:  # a grader bug or MemoryError must not stop the batch: say so
         grade.status, grade.reason = ERROR, f"the grader failed: {type(exc).__name__}: {exc}"
     if grade.status == OK and grade.flags:
         grade.status = FLAGGED
@@ -338,7 +491,11 @@ def _grade_cells(cells, master, scratch, limits, grade: Grade):
         result = _execute(built.notebook, scratch, limits, budget=deadline - time.monotonic())
         if result.get("error") and "notebook" not in result:
             raise RuntimeError(result["error"])
-        grade.sandbox = result.get("sandbox", {})
+        grade.sandbox = dict(result.get("sandbox", {}))
+        grade.sandbox["verdicts"] = (
+            f"{len(result.get('trusted', []))} check(s) run in the grader's own process"
+            + "".join(f"; NOT: check cell {i} ran in the kernel ({why})"
+                      for i, why in result.get("in_kernel", [])))
         graded, guard_flags, problems = _score(result)
         flags.update(guard_flags)
         flags.update(problems)
@@ -408,197 +565,52 @@ def _module_names(master) -> set[str]:
     return names
 
 
-def grade_batch(submissions: list[tuple[str, Path]], master_path: Path, jobs: int = 1,
+def grade_batch(submissions: list, master_path: Path, jobs: int = 1,
                 limits: Limits | None = None, hide: list[Path] | None = None,
                 progress=None, base: Path | None = None) -> list[Grade]:
-    """Grade every ``(student, path)``; the list of grades is in the same order.
+    """Grade every :class:`Entry` (or ``(student, path)``); the grades are in the same order.
 
-    ``base``: the submissions folder, so the gradebook shows paths relative to it.
+    Entries that are not to be graded get their row straight away. ``base``: the submissions
+    folder, so the gradebook shows paths relative to it.
     """
     limits = limits or Limits()
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
+    entries = [x if isinstance(x, Entry) else Entry(*x) for x in submissions]
     master = nbs.read(master_path)
     nbs.exercises(master)
     scratch = _Scratch(hide or [])
     done = [0]
     lock = threading.Lock()
 
-    def one(item):
-        g = grade_submission(item[0], item[1], master, scratch, limits, base)
+    def one(entry: Entry) -> Grade:
+        try:
+            if entry.status is not None:
+                g = Grade(entry.student, _shown(entry.path, base), "", entry.status,
+                          reason=entry.reason)
+            else:
+                g = grade_submission(entry.student, entry.path, master, scratch, limits, base)
+        except Exception as exc:  # noqa: BLE001 - one row lost, never the batch
+            g = Grade(entry.student, str(entry.path), "", ERROR,
+                      reason=f"the grader failed: {type(exc).__name__}: {exc}")
         with lock:
             done[0] += 1
             if progress:
-                progress(done[0], len(submissions), g)
+                try:
+                    progress(done[0], len(entries), g)
+                except Exception:  # noqa: BLE001 - a progress line is not worth a batch
+                    pass
         return g
 
     try:
         with ThreadPoolExecutor(max_workers=jobs) as pool:
-            return list(pool.map(one, submissions))
+            return list(pool.map(one, entries))
     finally:
         scratch.cleanup()
 
 
-# --- reports ------------------------------------------------------------------------------------
-
-def _safe_name(student: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in student.replace("/", "__"))
-
-
-def feedback_text(g: Grade, title: str) -> str:
-    lines = [f"{title} -- feedback for {g.student}", ""]
-    if g.status in (UNREADABLE, ERROR):
-        lines += [f"Your notebook could not be graded: {g.reason}",
-                  "Score: 0 points. Please contact your instructor."]
-        return "\n".join(lines) + "\n"
-    possible = sum(e.points for e in g.exercises)
-    for e in g.exercises:
-        lines.append(f"Exercise {e.exercise}: {e.earned}/{e.points}  {e.status}")
-        if e.message and e.status != scoreboard.PASSED:
-            msg = e.message
-            for prefix in ("ExerciseError: ", "NotAttempted: "):
-                msg = msg.replace(prefix, "")
-            lines.append(f"    {msg}")
-    lines += ["", f"Total: {g.total}/{possible} points"]
-    notes = list(g.notes)
-    if g.output_truncated:
-        notes.append("Some of your cells printed a lot; only the start of their output was kept")
-    if g.flags:
-        notes.append("Your answers were flagged for your instructor to read")
-    if notes:
-        lines += ["", "Notes:"] + [f"  - {n}" for n in notes]
-    lines += ["", f"Graded file SHA-256: {g.sha256}"]
-    return "\n".join(lines) + "\n"
-
-
-def write_reports(grades: list[Grade], master, out: Path, title: str) -> dict:
-    """Write ``gradebook.csv``, ``feedback/*.txt`` and ``grades.json``; return the summary."""
-    out.mkdir(parents=True, exist_ok=True)
-    exercises = nbs.exercises(master)
-    possible = sum(e.points for e in exercises)
-    with open(out / "gradebook.csv", "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["student", *[f"{e.id} ({e.points})" for e in exercises],
-                    f"total ({possible})", "status", "reason", "flags", "file", "sha256"])
-        for g in grades:
-            earned = {e.exercise: e.earned for e in g.exercises}
-            w.writerow([g.student, *[earned.get(e.id, 0) for e in exercises], g.total, g.status,
-                        g.reason, "; ".join(g.flags), g.file, g.sha256])
-    fb = out / "feedback"
-    fb.mkdir(exist_ok=True)
-    for g in grades:
-        (fb / f"{_safe_name(g.student)}.txt").write_text(feedback_text(g, title), "utf-8")
-    (out / "grades.json").write_text(json.dumps([dataclasses.asdict(g) | {"total": g.total}
-                                                 for g in grades], indent=1), "utf-8")
-    summary = {"students": len(grades),
-               "graded": sum(g.status in (OK, FLAGGED) for g in grades),
-               "flagged": sum(g.status == FLAGGED for g in grades),
-               "not graded": sum(g.status in (UNREADABLE, ERROR) for g in grades),
-               "exercises": {}}
-    for e in exercises:
-        pts = [x.earned for g in grades for x in g.exercises if x.exercise == e.id]
-        pts += [0] * sum(g.status in (UNREADABLE, ERROR) for g in grades)
-        summary["exercises"][e.id] = {
-            "points": e.points, "mean": sum(pts) / len(pts) if pts else 0.0,
-            "pass_rate": sum(p == e.points for p in pts) / len(pts) if pts else 0.0}
-    totals = [g.total for g in grades]
-    summary["mean_total"] = sum(totals) / len(totals) if totals else 0.0
-    summary["possible"] = possible
-    return summary
-
-
-def format_summary(summary: dict) -> str:
-    lines = [f"{summary['students']} submissions: {summary['graded']} graded "
-             f"({summary['flagged']} flagged for review), {summary['not graded']} not gradable",
-             f"{'exercise':<10}{'points':>7}{'mean':>8}{'passed':>9}"]
-    for ex, s in summary["exercises"].items():
-        lines.append(f"{ex:<10}{s['points']:>7}{s['mean']:>8.2f}{s['pass_rate']:>9.0%}")
-    lines.append(f"{'total':<10}{summary['possible']:>7}{summary['mean_total']:>8.2f}")
-    return "\n".join(lines)
-
-
-# --- command line -------------------------------------------------------------------------------
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    d = Limits()
-    parser.add_argument("submissions", type=Path, help="folder of submitted notebooks "
-                        "(NAME.ipynb, or NAME/NN_x.ipynb per student)")
-    parser.add_argument("--exercise", required=True, help="chapter number: 03 grades against "
-                        "solutions/03_*.ipynb")
-    parser.add_argument("--jobs", type=int, default=1, help="notebooks graded in parallel")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="folder for gradebook.csv, feedback/ and grades.json "
-                             "(default: grades-NN)")
-    parser.add_argument("--solutions", type=Path, default=REPO / "solutions",
-                        help="folder of master notebooks (default: the course's solutions/)")
-    parser.add_argument("--cell-timeout", type=int, default=d.cell_timeout,
-                        help=f"seconds per cell (default {d.cell_timeout})")
-    parser.add_argument("--notebook-timeout", type=int, default=d.notebook_timeout,
-                        help=f"seconds per notebook, all runs together (default "
-                             f"{d.notebook_timeout}); also its CPU-time limit")
-    parser.add_argument("--memory-mb", type=int, default=d.memory // 2**20,
-                        help=f"address-space limit of a kernel (default {d.memory // 2**20})")
-    parser.add_argument("--no-preflight", action="store_true",
-                        help="skip grading the master first (it must score full marks)")
-
-
-def run(args: argparse.Namespace) -> int:
+def _shown(path: Path, base: Path | None) -> str:
     try:
-        master_path = find_master(args.exercise, args.solutions)
-        limits = Limits(cell_timeout=args.cell_timeout, notebook_timeout=args.notebook_timeout,
-                        memory=args.memory_mb * 2**20)
-        if args.jobs < 1:
-            raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
-        if not args.submissions.is_dir():
-            raise ValueError(f"{args.submissions} is not a folder")
-    except ValueError as exc:
-        print(f"grade: {exc}", file=sys.stderr)
-        return 2
-    out = args.out or Path(f"grades-{int(args.exercise):02d}")
-    sub = args.submissions.resolve()
-    if out.resolve() == sub or sub in out.resolve().parents:
-        print("grade: --out must not be inside the submissions folder", file=sys.stderr)
-        return 2
-    submissions = find_submissions(args.submissions, master_path)
-    if not submissions:
-        print(f"grade: no .ipynb files in {args.submissions}", file=sys.stderr)
-        return 2
-    master = nbs.read(master_path)
-    out.mkdir(parents=True, exist_ok=True)  # exists now, so kernels cannot see it
-    hide = [master_path.parent.resolve(), REPO / ".git", sub, out.resolve()]
-    if os.geteuid() != 0:
-        print("grade: not running as root -- kernels run as your user, without their own user "
-              "id, file-system hiding or a process limit (see docs/grading.md)", file=sys.stderr)
-    limits_text = (f"{limits.cell_timeout} s/cell, {limits.notebook_timeout} s/notebook, "
-                   f"{limits.memory // 2**20} MB")
-    if not args.no_preflight:
-        print(f"preflight: grading the master {master_path.name} ({limits_text}) ...", flush=True)
-        [g] = grade_batch([("master", master_path)], master_path, 1, limits, hide)
-        if g.status != OK or g.total != sum(e.points for e in nbs.exercises(master)):
-            detail = g.reason or "; ".join(f"{e.exercise}: {e.status} {e.message}"
-                                           for e in g.exercises if e.earned < e.points)
-            print(f"grade: the master does not score full marks in the sandbox, so no student "
-                  f"could: {detail}", file=sys.stderr)
-            return 1
-        print(f"preflight: master scores {g.total}/{g.total} in {g.seconds:.0f} s; sandbox: "
-              f"{json.dumps(g.sandbox)}", flush=True)
-
-    def progress(n, total, g: Grade):
-        possible = sum(e.points for e in g.exercises)
-        what = f"{g.total}/{possible}" if g.exercises else "-"
-        extra = f" -- {g.reason}" if g.reason else (f" -- {len(g.flags)} flag(s)" if g.flags
-                                                    else "")
-        print(f"[{n}/{total}] {g.student}: {what} {g.status} ({g.seconds:.0f} s){extra}",
-              flush=True)
-
-    t0 = time.monotonic()
-    grades = grade_batch(submissions, master_path, args.jobs, limits, hide, progress,
-                         base=args.submissions)
-    elapsed = time.monotonic() - t0
-    summary = write_reports(grades, master, out, title=f"{master_path.stem}")
-    print()
-    print(format_summary(summary))
-    print(f"\n{len(grades)} notebooks in {elapsed:.0f} s with --jobs {args.jobs} "
-          f"({len(grades) / elapsed * 60:.1f} per minute)")
-    print(f"gradebook: {out / 'gradebook.csv'}   feedback: {out / 'feedback'}/")
-    return 0
+        return path.relative_to(base).as_posix() if base else str(path)
+    except ValueError:
+        return str(path)
