@@ -1,0 +1,1 @@
+"""Authoring, instructor and set-up tools of the course (not needed inside a chapter)."""
