@@ -3,7 +3,8 @@
     python -m nncourse.course.lab [--root DIR] [--port N] [--token T] [--no-browser] [JUPYTER ARGS...]
 
 * The server's root is the repository, so the file browser shows ``chapters/``, ``exercises/``,
-  ``solutions/``, ``docs/`` and the README; ``chapters/00_start_here.ipynb`` is the page it opens.
+  ``solutions/``, ``docs/`` and the README; ``chapters/00_start_here.ipynb`` is the page it opens,
+  with the file browser at that root.
 * Port 8888 when free, otherwise any free port; the token is chosen here, so the full address can
   be printed plainly before JupyterLab's own log starts.
 * No news feed, no update check: the course runs offline (the matching lab settings come with the
@@ -21,6 +22,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 START = "chapters/00_start_here.ipynb"
+# The start notebook open, the file browser at the root (JupyterLab opens a file's folder otherwise).
+DEFAULT_URL = f"/lab/tree/{START}?file-browser-path=/"
 HOST = "127.0.0.1"
 PREFERRED_PORT = 8888
 
@@ -38,14 +41,14 @@ def pick_port(preferred: int = PREFERRED_PORT, host: str = HOST) -> int:
 
 
 def start_url(port: int, token: str, host: str = HOST) -> str:
-    return f"http://{host}:{port}/lab/tree/{START}?token={token}"
+    return f"http://{host}:{port}{DEFAULT_URL}&token={token}"
 
 
 def lab_command(root: Path, port: int, token: str, open_browser: bool = True,
                 extra: list[str] | None = None) -> list[str]:
     """The JupyterLab command line (run with this environment's Python)."""
     cmd = [sys.executable, "-m", "jupyter", "lab",
-           f"--ServerApp.root_dir={root}", f"--LabApp.default_url=/lab/tree/{START}",
+           f"--ServerApp.root_dir={root}", f"--LabApp.default_url={DEFAULT_URL}",
            f"--ServerApp.ip={HOST}", f"--ServerApp.port={port}",
            # Fail rather than move to another port than the one printed.
            "--ServerApp.port_retries=0",
