@@ -11,6 +11,7 @@ JOBS   ?= 2
 # Empty to use the default index only (macOS: PyPI's torch is the CPU build there anyway). If the
 # index does not answer within a few seconds it is left out, with a warning (no long pip retries).
 TORCH_INDEX ?= $(if $(filter Linux,$(shell uname -s)),https://download.pytorch.org/whl/cpu,)
+export TORCH_INDEX  # the tests check what a clean install resolves against it
 # Extra arguments for JupyterLab, e.g. LAB_ARGS=--no-browser or LAB_ARGS=--ip=0.0.0.0
 LAB_ARGS ?=
 

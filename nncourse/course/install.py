@@ -67,6 +67,26 @@ def pip_install_args(extras: str = "", torch_index: str | None = None, editable:
     return args + (["-e", target] if editable else [target])
 
 
+def default_torch_index(system: str | None = None) -> str:
+    """The Makefile's default: the CPU index on Linux, none elsewhere (PyPI's torch is CPU there)."""
+    import platform
+
+    return CPU_TORCH_INDEX if (system or platform.system()) == "Linux" else ""
+
+
+def cuda_packages(report: dict) -> list[str]:
+    """What of a ``pip install --report`` would bring CUDA: nvidia-*/cuda-* packages, triton (the
+    GPU compiler only CUDA builds of torch require), or a torch whose version names a CUDA build."""
+    found = []
+    for item in report.get("install", []):
+        name = item["metadata"]["name"].lower().replace("_", "-")
+        version = item["metadata"]["version"]
+        if (name.startswith(("nvidia-", "cuda-")) or name == "triton"
+                or (name == "torch" and "+cu" in version)):
+            found.append(f"{name}=={version}")
+    return found
+
+
 def lab_settings_path(prefix: str | Path = sys.prefix) -> Path:
     return Path(prefix) / "share" / "jupyter" / "lab" / "settings" / "overrides.d" / "nncourse.json"
 
@@ -100,8 +120,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--extras", default="", help="optional dependencies, e.g. 'dev'")
     parser.add_argument("--probe-timeout", type=float, default=5.0)
     parser.add_argument("--not-editable", action="store_true",
-                        help="a regular install (Binder); default: editable, so edits take effect")
+                        help="a regular install; default: editable, so edits take effect")
+    parser.add_argument("--lab-settings-only", action="store_true",
+                        help="only write the JupyterLab settings (conda users, after the env)")
     args = parser.parse_args(argv)
+    if args.lab_settings_only:
+        print(f"JupyterLab settings for this environment: {write_lab_settings()}")
+        return 0
 
     index = resolve_torch_index(args.torch_index, args.probe_timeout)
     cmd = [sys.executable, "-m", "pip", "install", "--quiet",
