@@ -167,3 +167,18 @@ def test_update_readme_needs_the_markers():
 def test_repository_url_is_the_one_in_pyproject():
     urls = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]
     assert urls["Source"] == colab.REPO_URL
+
+
+
+def test_notebooks_have_the_current_colab_cell():
+    paths = sorted(p for d in ("chapters", "solutions", "exercises")
+                   for p in (ROOT / d).glob("[0-9][0-9]_*.ipynb"))
+    fix = "python -m nncourse.course.colab chapters/*.ipynb solutions/*.ipynb && make release"
+    notebooks = {p.relative_to(ROOT).as_posix(): nbformat.read(p, 4) for p in paths}
+    have = sorted(k for k, nb in notebooks.items() if any(colab.is_colab_cell(c) for c in nb.cells))
+    if not have:
+        pytest.skip(f"no notebook has the Colab first cell yet ({fix})")
+    missing = sorted(set(notebooks) - set(have))
+    assert not missing, f"notebooks without the Colab cell: {missing} ({fix})"
+    stale = [k for k, nb in notebooks.items() if colab.add_colab_cell(nb)]
+    assert not stale, f"stale or misplaced Colab cell in {stale} ({fix})"

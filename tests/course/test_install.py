@@ -147,3 +147,24 @@ def test_binder_and_conda_files_parse():
     workflow = yaml.safe_load((ROOT / ".github/workflows/test.yml").read_text())
     steps = workflow["jobs"]["test"]["steps"]
     assert any(s.get("run") == "bash .ci/run" for s in steps)
+
+
+def test_metadata_has_one_version_and_the_licenses_and_citation_agree():
+    import tomllib
+
+    import yaml
+
+    import nncourse
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert "version" not in project and project["dynamic"] == ["version"]
+    assert project["license"] == "MIT AND CC-BY-4.0"
+    assert all((ROOT / f).exists() for f in project["license-files"])
+    citation = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    assert citation["version"] == nncourse.__version__
+    assert citation["license"] == ["MIT", "CC-BY-4.0"]
+    assert citation["repository-code"] == project["urls"]["Source"]
+    assert project["requires-python"] == ">=3.11"
+    assert any(d.startswith("torch>=2.13,<3") for d in project["dependencies"])
+    pins = (ROOT / "constraints.txt").read_text().splitlines()
+    assert "torch==2.13.0" in pins
