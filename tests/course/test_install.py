@@ -111,6 +111,22 @@ def test_every_install_route_uses_the_same_cpu_index_and_pins():
     assert "nncourse.course.install" in (ROOT / ".binder/postBuild").read_text()
 
 
+def dry_run(args: list[str], tmp_path: Path) -> dict:
+    """pip's resolution of ``pip install ARGS`` as if nothing were installed (its --report)."""
+    out = tmp_path / "report.json"
+    cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
+           "--report", str(out), *args]
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+def assert_cpu_only(resolved: dict) -> None:
+    assert install.cuda_packages(resolved) == [], "a clean install would pull CUDA packages"
+    torch = [i["metadata"]["version"] for i in resolved["install"] if i["metadata"]["name"] == "torch"]
+    assert torch and torch[0].endswith("+cpu"), f"torch resolved to {torch}, not the CPU build"
+
+
 def test_clean_install_resolves_no_cuda_package(tmp_path):
     """What a clean `make lab` would install, resolved by pip against the configured indexes."""
     index = os.environ.get("TORCH_INDEX", install.default_torch_index())
@@ -120,15 +136,37 @@ def test_clean_install_resolves_no_cuda_package(tmp_path):
     if reason:
         pytest.skip(f"the torch index {index} cannot be reached from this machine ({reason}), so "
                     "which torch build a clean install resolves cannot be checked here")
-    out = tmp_path / "report.json"
-    cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
-           "--report", str(out), *install.pip_install_args("", index)]
-    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stderr[-3000:]
-    resolved = json.loads(out.read_text())
-    assert install.cuda_packages(resolved) == [], "a clean install would pull CUDA packages"
-    torch = [i["metadata"]["version"] for i in resolved["install"] if i["metadata"]["name"] == "torch"]
-    assert torch and torch[0].endswith("+cpu"), f"torch resolved to {torch}, not the CPU build"
+    assert_cpu_only(dry_run(install.pip_install_args("", index), tmp_path))
+
+
+def fake_wheel(index: Path, name: str, version: str, requires: list[str]) -> None:
+    """A metadata-only wheel in a PEP 503 file index (enough for pip's resolver)."""
+    import zipfile
+
+    project = name.replace("_", "-")
+    folder = index / project
+    folder.mkdir(parents=True, exist_ok=True)
+    wheel = folder / f"{name}-{version}-py3-none-any.whl"
+    info = f"{name}-{version}.dist-info"
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.writestr(f"{info}/METADATA", "Metadata-Version: 2.1\n" f"Name: {project}\n"
+                   f"Version: {version}\n" + "".join(f"Requires-Dist: {r}\n" for r in requires))
+        z.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+                   "Tag: py3-none-any\n")
+        z.writestr(f"{info}/RECORD", "")
+    (folder / "index.html").write_text(f'<a href="{wheel.name}">{wheel.name}</a>')
+
+
+def test_dry_run_check_fails_when_the_index_serves_a_cuda_torch(tmp_path):
+    """The check above can fail: an index whose torch 2.13.0 is a CUDA build (a local fake)."""
+    index = tmp_path / "simple"
+    fake_wheel(index, "torch", "2.13.0+cu999", ["nvidia-fake-cu12"])
+    fake_wheel(index, "nvidia_fake_cu12", "12.0", [])
+    resolved = dry_run(["-c", str(ROOT / "constraints.txt"), "--extra-index-url", index.as_uri(),
+                        "torch"], tmp_path)
+    with pytest.raises(AssertionError, match="CUDA packages"):
+        assert_cpu_only(resolved)
+    assert install.cuda_packages(resolved) == ["torch==2.13.0+cu999", "nvidia-fake-cu12==12.0"]
 
 
 def test_binder_and_conda_files_parse():
