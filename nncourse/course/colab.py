@@ -133,7 +133,7 @@ def badge_table(root: Path, repo: str = REPO, ref: str = REF) -> str:
 
 def update_readme(text: str, table: str) -> str:
     """``text`` with the table between the badge markers replaced by ``table``."""
-    pattern = re.compile(re.escape(BADGES_BEGIN) + r".*?" + re.escape(BADGES_END), re.S)
+    pattern = re.compile(re.escape(BADGES_BEGIN) + r".*?" + re.escape(BADGES_END), re.DOTALL)
     if not pattern.search(text):
         raise ValueError(f"README has no {BADGES_BEGIN!r} ... {BADGES_END!r} markers")
     return pattern.sub(lambda _: f"{BADGES_BEGIN}\n{table}\n{BADGES_END}", text)

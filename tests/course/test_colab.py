@@ -53,7 +53,7 @@ def run_cell(monkeypatch, on_colab):
         monkeypatch.setitem(sys.modules, "google.colab.output", output)
     else:
         monkeypatch.delitem(sys.modules, "google.colab", raising=False)
-    exec(colab.cell_source(), {})
+    exec(colab.cell_source(), {})  # noqa: S102 -- the cell is the code under test
     return calls
 
 
@@ -64,7 +64,7 @@ def test_cell_does_nothing_outside_colab(monkeypatch):
 def test_cell_installs_the_course_and_enables_widgets_on_colab(monkeypatch):
     calls = run_cell(monkeypatch, on_colab=True)
     assert calls[-1] == "widgets"
-    (kind, cmd), = calls[:-1]
+    (_, cmd), = calls[:-1]
     assert cmd[:4] == [sys.executable, "-m", "pip", "install"]
     assert cmd[-1] == f"nncourse @ git+{colab.REPO_URL}@{colab.REF}"
 
@@ -132,7 +132,7 @@ def test_nbval_skips_the_cell(tmp_path, tagged):
     (startup / "00-fake-colab.py").write_text(textwrap.dedent(FAKE_COLAB))
     env = {**os.environ, "IPYTHONDIR": str(tmp_path / "ipython")}
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval",
-                        "--nbval-current-env", "nb.ipynb"], cwd=tmp_path, env=env,
+                        "--nbval-current-env", "nb.ipynb"], check=False, cwd=tmp_path, env=env,
                        capture_output=True, text=True, timeout=300)
     if tagged:
         assert r.returncode == 0, r.stdout[-3000:]
