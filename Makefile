@@ -2,36 +2,51 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+# `make lab` installs the course; `make test` adds the [dev] tools (pytest, nbval, playwright).
+STAMP     := $(VENV)/.installed
+STAMP_DEV := $(VENV)/.installed-dev
 # Notebook tests run on two workers; one notebook's cells always stay on one worker.
 JOBS   ?= 2
+# PyTorch's CPU wheels: on Linux PyPI's torch is the CUDA build (~18 nvidia-* packages, ~5.5 GB).
+# Empty to use the default index only (macOS: PyPI's torch is the CPU build there anyway). If the
+# index does not answer within a few seconds it is left out, with a warning (no long pip retries).
+TORCH_INDEX ?= $(if $(filter Linux,$(shell uname -s)),https://download.pytorch.org/whl/cpu,)
+export TORCH_INDEX  # the tests check what a clean install resolves against it
+# Extra arguments for JupyterLab, e.g. LAB_ARGS=--no-browser or LAB_ARGS=--ip=0.0.0.0
+LAB_ARGS ?=
 
-.PHONY: lab test test-portability venv bench release check-release clean help
+.PHONY: lab test test-portability venv venv-dev bench release check-release clean help
 
 help:
 	@echo "make lab      set up .venv and open JupyterLab on the course"
-	@echo "make test     set up .venv and run every test (unit, notebooks, exercises, browser)"
+	@echo "make test     set up .venv (with the dev tools) and run every test (unit, notebooks, exercises, browser)"
 	@echo "make bench    time every chapter notebook"
 	@echo "make test-portability  list checked outputs that change off the pinned floating-point path"
 	@echo "make release  regenerate exercises/ from solutions/"
 
 venv: $(STAMP)
+venv-dev: $(STAMP_DEV)
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; v = sys.version.split()[0]; sys.version_info >= (3, 11) or sys.exit(f"nncourse needs Python 3.11 or newer, found {v} (set PYTHON=/path/to/python3.11)"); sys.version_info[:2] == (3, 11) or print(f"note: the text was produced with Python 3.11; with {v} some printed numbers may differ")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
 
 # Re-install only when the project's requirements change.
-$(STAMP): pyproject.toml constraints.txt
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "nncourse needs Python 3.11, found " + sys.version.split()[0] + " (set PYTHON=/path/to/python3.11)")'
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+$(STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m nncourse.course.install --torch-index "$(TORCH_INDEX)"
 	touch $(STAMP)
 
-# JupyterLab refuses to run as root unless told (containers, CI machines).
-ROOTFLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+$(STAMP_DEV): $(STAMP)
+	$(BIN)/python -m nncourse.course.install --torch-index "$(TORCH_INDEX)" --extras dev
+	touch $(STAMP_DEV)
 
+# The one way JupyterLab is started, here and by the browser test (nncourse/course/lab.py): the
+# repository as the server's root, chapters/00_start_here.ipynb opened, port 8888 or a free one.
 lab: $(STAMP)
-	$(BIN)/jupyter lab $(ROOTFLAG) chapters/00_start_here.ipynb
+	$(BIN)/python -m nncourse.course.lab $(LAB_ARGS)
 
-test: $(STAMP)
+test: $(STAMP_DEV)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n $(JOBS) --dist loadscope --nbval tests chapters solutions
 

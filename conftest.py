@@ -12,6 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import pytest
+
 from nncourse.course.notebooks import kernel_env
 
 _state = tempfile.mkdtemp(prefix="nncourse-test-")
@@ -49,3 +51,14 @@ def pytest_terminal_summary(terminalreporter):
 
     terminalreporter.section("widget latency in JupyterLab (ms, input change -> redrawn figure)")
     terminalreporter.write_line(latency_table(json.loads(path.read_text())))
+
+
+def pytest_collection_modifyitems(items):
+    # nbval skips cells tagged nbval-skip with a bare "Skipped"; say why for the Colab first cell.
+    from nncourse.course.colab import is_colab_cell
+
+    for item in items:
+        cell = getattr(item, "cell", None)
+        if cell is not None and is_colab_cell(cell):
+            item.add_marker(pytest.mark.skip(
+                reason="Google Colab's first cell: it runs only on Colab (nncourse/course/colab.py)"))

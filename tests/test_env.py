@@ -44,6 +44,16 @@ def test_environment_report_warns_on_other_versions(monkeypatch):
     assert "WARNING: numpy 1.26 expected" in report
 
 
+def test_environment_report_names_a_python_other_than_the_texts(monkeypatch):
+    import sys
+
+    monkeypatch.setattr(env, "TEXT_PYTHON", (3, 99))
+    report = env.environment_report()
+    you = "{}.{}".format(*sys.version_info[:2])
+    assert f"WARNING: the text was produced with Python 3.99, you have {you}" in report
+    assert "numbers may differ from the text" in report
+
+
 def test_progress_switch(monkeypatch):
     monkeypatch.setenv("NNCOURSE_PROGRESS", "0")
     assert not env.progress_enabled()

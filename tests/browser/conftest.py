@@ -14,7 +14,7 @@ def lab_server():
     reason = lab.unavailable_reason()
     if reason:
         pytest.skip(reason)
-    server = lab.LabServer(lab.widget_notebooks())
+    server = lab.LabServer()
     server.start()
     yield server
     server.stop()

@@ -27,11 +27,13 @@ CHROMIUM = os.environ.get("NNCOURSE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--disable-dev-shm-usage"]
-LAB_SETTINGS = {
-    # Off-screen cells are virtualized by default and would look hidden to the driver.
-    "@jupyterlab/notebook-extension:tracker": {"windowingMode": "none"},
-    "@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False},
+# Test-only user settings, on top of the course's own (nncourse/course/install.py): off-screen cells
+# are virtualized by default and would look hidden to the driver.
+TEST_USER_SETTINGS = {
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
 }
+#: What the server serves: a copy of the course as a learner's clone has it.
+COURSE_PARTS = ["chapters", "exercises", "solutions", "docs", "README.md", "CONTRIBUTING.md"]
 
 
 def unavailable_reason() -> str | None:
@@ -52,18 +54,30 @@ def _free_port() -> int:
 
 
 class LabServer:
-    """A JupyterLab server on a free loopback port with a random token, over a copy of notebooks.
+    """JupyterLab started exactly as ``make lab`` starts it (``python -m nncourse.course.lab``),
+    on a free loopback port with a random token, serving a copy of the course.
 
     It serves a *copy* so autosave never touches the repository's stored outputs; config, data and
-    runtime directories are its own. Stopped by PID (its whole process group).
+    runtime directories are its own (the course's lab settings come from the environment, as for
+    a learner). The only differences from ``make lab``: that root, the port, the token and no
+    browser window. Stopped by PID (its whole process group).
     """
 
-    def __init__(self, notebooks: list[Path]):
+    def __init__(self, notebooks: list[Path] | None = None):
+        """``notebooks``: extra notebooks to serve in ``chapters/`` (the benchmark's argument)."""
         self.tmp = Path(tempfile.mkdtemp(prefix="nncourse-lab-"))
         self.root = self.tmp / "course"
-        (self.root / "chapters").mkdir(parents=True)
-        for nb in notebooks:
-            shutil.copy(nb, self.root / "chapters" / nb.name)
+        self.root.mkdir()
+        for part in COURSE_PARTS:
+            src = ROOT / part
+            if src.is_dir():
+                shutil.copytree(src, self.root / part, ignore=shutil.ignore_patterns(
+                    ".ipynb_checkpoints", "__pycache__"))
+            elif src.exists():
+                shutil.copy(src, self.root / part)
+        for nb in notebooks or []:
+            (self.root / "chapters").mkdir(exist_ok=True)
+            shutil.copy(nb, self.root / "chapters" / Path(nb).name)
         self.port = _free_port()
         self.token = secrets.token_hex(16)
         self.proc: subprocess.Popen | None = None
@@ -76,19 +90,19 @@ class LabServer:
         env = dict(os.environ)
         for d in ("config", "data", "runtime", "ipython", "mpl"):
             (self.tmp / d).mkdir()
-        settings = self.tmp / "jupyter_path" / "lab" / "settings"
-        settings.mkdir(parents=True)
-        (settings / "overrides.json").write_text(json.dumps(LAB_SETTINGS))
+        user_settings = self.tmp / "config" / "lab" / "user-settings"
+        for name, values in TEST_USER_SETTINGS.items():
+            (user_settings / name).parent.mkdir(parents=True, exist_ok=True)
+            (user_settings / name).write_text(json.dumps(values))
+        env.pop("JUPYTERLAB_SETTINGS_DIR", None)
         env.update({"JUPYTER_CONFIG_DIR": str(self.tmp / "config"),
                     "JUPYTER_DATA_DIR": str(self.tmp / "data"),
                     "JUPYTER_RUNTIME_DIR": str(self.tmp / "runtime"),
-                    "JUPYTER_PATH": str(self.tmp / "jupyter_path"),
                     "IPYTHONDIR": str(self.tmp / "ipython"), "MPLCONFIGDIR": str(self.tmp / "mpl"),
                     "NNCOURSE_PROGRESS": "0"})
-        cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={self.port}",
-               "--ip=127.0.0.1", f"--IdentityProvider.token={self.token}",
-               f"--ServerApp.root_dir={self.root}", "--ServerApp.open_browser=False",
-               "--LabApp.news_url=", "--ServerApp.allow_root=True"]
+        # The launcher `make lab` runs, with this environment's Python (.venv under `make test`).
+        cmd = [sys.executable, "-m", "nncourse.course.lab", "--root", str(self.root),
+               "--port", str(self.port), "--token", self.token, "--no-browser"]
         self.log = open(self.tmp / "server.log", "wb")
         self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
@@ -114,8 +128,12 @@ class LabServer:
         self.log.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
-    def url(self, notebook: str) -> str:
-        return f"{self.base}/lab/tree/chapters/{notebook}?reset&token={self.token}"
+    def url(self, notebook: str, folder: str = "chapters") -> str:
+        return f"{self.base}/lab/tree/{folder}/{notebook}?reset&token={self.token}"
+
+    def api(self, path: str) -> dict:
+        with urllib.request.urlopen(f"{self.base}/{path}?token={self.token}", timeout=30) as r:
+            return json.loads(r.read())
 
     def saved_notebook(self, notebook: str) -> dict:
         return json.loads((self.root / "chapters" / notebook).read_text())
