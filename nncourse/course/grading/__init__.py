@@ -24,9 +24,19 @@ notebook that runs), :mod:`.sandbox` (the kernel's jail and the worker, run by p
 summary) and :mod:`.cli` (the command).
 """
 
-from nncourse.course.grading.batch import (ERROR, FLAGGED, OK, UNREADABLE, ExerciseGrade, Grade,
-                                           Limits, find_master, find_submissions, grade_batch,
-                                           grade_submission)
+from nncourse.course.grading.batch import (
+                                           ERROR,
+                                           FLAGGED,
+                                           OK,
+                                           UNREADABLE,
+                                           ExerciseGrade,
+                                           Grade,
+                                           Limits,
+                                           find_master,
+                                           find_submissions,
+                                           grade_batch,
+                                           grade_submission,
+)
 from nncourse.course.grading.cli import add_arguments, run
 from nncourse.course.grading.reports import feedback_text, format_summary, write_reports
 
