@@ -61,4 +61,5 @@ def pytest_collection_modifyitems(items):
         cell = getattr(item, "cell", None)
         if cell is not None and is_colab_cell(cell):
             item.add_marker(pytest.mark.skip(
-                reason="Google Colab's first cell: it runs only on Colab (nncourse/course/colab.py)"))
+                reason="Google Colab's first cell: it runs only on Colab "
+                       "(nncourse/course/colab.py)"))

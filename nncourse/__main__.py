@@ -19,7 +19,8 @@ COMMANDS = {
     "tune": ("nncourse.course.tune",
              "a hyperparameter-tuning worker joining a shared Optuna study"),
     "portability": ("nncourse.course.portability",
-                    "list checked outputs that change with the CPU's floating-point path (authors)"),
+                    "list checked outputs that change with the CPU's floating-point path "
+                    "(authors)"),
 }
 
 

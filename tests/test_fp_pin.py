@@ -14,7 +14,8 @@ import pytest
 from nncourse import fp_pin
 from nncourse.course.notebooks import kernel_env
 
-# What a maintainer or a CI runner might have exported (avx512 would crash torch on an AVX2-only CPU).
+# What a maintainer or a CI runner might have exported (avx512 would crash torch on an AVX2-only
+# CPU).
 HOSTILE = {"ATEN_CPU_CAPABILITY": "avx512", "MKL_CBWR": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
            "ONEDNN_MAX_CPU_ISA": "ALL", "NPY_DISABLE_CPU_FEATURES": ""}
 
@@ -117,7 +118,8 @@ def test_not_in_force_names_the_late_libraries():
     assert fp_pin.not_in_force(pinned, {"torch": 1, "numpy": 1}) == []
     assert fp_pin.not_in_force({}, {"numpy": 1}) == ["numpy"]
     assert fp_pin.not_in_force({}, {}) == []
-    assert fp_pin.not_in_force({**pinned, "MKL_ENABLE_INSTRUCTIONS": "AVX2"}, {"torch": 1}) == ["torch"]
+    assert fp_pin.not_in_force({**pinned, "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
+                               {"torch": 1}) == ["torch"]
 
 
 def test_this_pytest_process_is_pinned():

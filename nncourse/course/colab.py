@@ -146,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
                                      description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="*", type=Path)
     parser.add_argument("--readme", type=Path, help="refresh the badge table of this README")
-    parser.add_argument("--ref", default=REF, help=f"branch, tag or commit to install (default {REF})")
+    parser.add_argument("--ref", default=REF,
+                        help=f"branch, tag or commit to install (default {REF})")
     parser.add_argument("--check", action="store_true", help="change nothing; fail if stale")
     args = parser.parse_args(argv)
     stale = []

@@ -46,7 +46,8 @@ LAB_SETTINGS = {
 
 
 def probe(url: str, timeout: float = 5.0) -> str | None:
-    """Why ``url`` cannot be reached, or None if it answers (any HTTP status counts as an answer)."""
+    """Why ``url`` cannot be reached, or None if it answers (any HTTP status counts as an
+    answer)."""
     try:
         with urllib.request.urlopen(url.rstrip("/") + "/", timeout=timeout):
             return None
@@ -68,7 +69,8 @@ def pip_install_args(extras: str = "", torch_index: str | None = None, editable:
 
 
 def default_torch_index(system: str | None = None) -> str:
-    """The Makefile's default: the CPU index on Linux, none elsewhere (PyPI's torch is CPU there)."""
+    """The Makefile's default: the CPU index on Linux, none elsewhere (PyPI's torch is CPU
+    there)."""
     import platform
 
     return CPU_TORCH_INDEX if (system or platform.system()) == "Linux" else ""

@@ -1,6 +1,7 @@
 """Start JupyterLab on the course: the one command line ``make lab`` and the browser test use.
 
-    python -m nncourse.course.lab [--root DIR] [--port N] [--token T] [--no-browser] [JUPYTER ARGS...]
+    python -m nncourse.course.lab [--root DIR] [--port N] [--token T] [--no-browser]
+                                  [JUPYTER ARGS...]
 
 * The server's root is the repository, so the file browser shows ``chapters/``, ``exercises/``,
   ``solutions/``, ``docs/`` and the README; ``chapters/00_start_here.ipynb`` is the page it opens,
@@ -22,7 +23,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 START = "chapters/00_start_here.ipynb"
-# The start notebook open, the file browser at the root (JupyterLab opens a file's folder otherwise).
+# The start notebook open, the file browser at the root (JupyterLab opens a file's folder
+# otherwise).
 DEFAULT_URL = f"/lab/tree/{START}?file-browser-path=/"
 HOST = "127.0.0.1"
 PREFERRED_PORT = 8888

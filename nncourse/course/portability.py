@@ -1,4 +1,5 @@
-"""``python -m nncourse portability [NOTEBOOK ...]``: which checked outputs depend on the CPU's code path?
+"""``python -m nncourse portability [NOTEBOOK ...]``: which checked outputs depend on the CPU's
+code path?
 
 Stored outputs are made on one floating-point path (:mod:`nncourse.fp_pin`), so they reproduce on
 any x86-64 machine. This tool answers the other question: would a *conclusion* survive a change of
@@ -89,7 +90,8 @@ def checked_outputs(nb) -> dict[int, str]:
                 for mime in ("text/plain", "text/html", "text/latex", "text/markdown"):
                     if mime in out.get("data", {}):
                         text = out["data"][mime]
-                        parts.append(f"[{mime}] " + (text if isinstance(text, str) else "".join(text)))
+                        parts.append(f"[{mime}] "
+                                     + (text if isinstance(text, str) else "".join(text)))
             elif kind == "error":
                 parts.append(f"[error] {nbs.error_text(out)}")
         found[i] = _sanitize("\n".join(parts))
@@ -97,7 +99,8 @@ def checked_outputs(nb) -> dict[int, str]:
 
 
 def word_diff(old: str, new: str) -> str:
-    """One line with the changed words marked ``{old→new}`` (``{-old}`` / ``{+new}`` when one side is empty)."""
+    """One line with the changed words marked ``{old→new}`` (``{-old}`` / ``{+new}`` when one
+    side is empty)."""
     a, b = _TOKEN.findall(old), _TOKEN.findall(new)
     out = []
     for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
@@ -237,7 +240,8 @@ def run(args: argparse.Namespace) -> int:
                 nbs.write(nb, args.save / f"{path.parent.name}-{path.stem}.{name}.ipynb")
         diffs = diff_notebooks(*runs, rtol=args.rtol)
         flagged += sum(d.verdict == "CHECK" for d in diffs)
-        print(format_report(path.as_posix(), names, diffs, len(checked_outputs(runs[0]))), flush=True)
+        print(format_report(path.as_posix(), names, diffs, len(checked_outputs(runs[0]))),
+              flush=True)
         print("  (" + ", ".join(f"{n} {t:.0f} s" for n, t in zip(names, times) if n != "stored")
               + ")", flush=True)
     print(json.dumps({"cells_to_check": flagged}))

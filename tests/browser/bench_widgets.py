@@ -1,6 +1,7 @@
 """Latency benchmark: move every widget control N times in JupyterLab and print median/p95.
 
-    .venv/bin/python -m tests.browser.bench_widgets [--moves 20] [--raw] [--drag] [--dpr 2] [chapters/NN_x.ipynb ...]
+    .venv/bin/python -m tests.browser.bench_widgets [--moves 20] [--raw] [--drag] [--dpr 2]
+                                                    [chapters/NN_x.ipynb ...]
 
 ``--drag`` also drags every slider across its track and back with the mouse (about 2 s) and
 prints how many frames the figure showed and when the last one came relative to the mouse-up.

@@ -2,7 +2,8 @@
 widgets and time how long each takes to redraw its figure.
 
 Used by tests/browser/test_widgets_in_lab.py (correctness) and tests/browser/bench_widgets.py
-(latency table). Facts this relies on are in the team's TOOLING_NOTES (measured on this machine kind).
+(latency table). Facts this relies on are in the team's TOOLING_NOTES (measured on this machine
+kind).
 """
 
 from __future__ import annotations
@@ -109,9 +110,11 @@ class LabServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"JupyterLab exited: {(self.tmp / 'server.log').read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"JupyterLab exited: {(self.tmp / 'server.log').read_text()[-2000:]}")
             try:
-                with urllib.request.urlopen(f"{self.base}/api/status?token={self.token}", timeout=2):
+                with urllib.request.urlopen(f"{self.base}/api/status?token={self.token}",
+                                            timeout=2):
                     return
             except OSError:
                 time.sleep(0.3)
@@ -165,7 +168,8 @@ def browser(user_data_dir: Path, device_scale_factor: float = 1):
 _WATCH = """
 ([box, timeoutMs]) => {
   const canvases = () => Array.from(box.querySelectorAll('canvas'));
-  const snap = () => canvases().map(c => { try { return c.toDataURL(); } catch (e) { return ''; } }).join('|');
+  const snap = () => canvases().map(c => { try { return c.toDataURL(); } \
+catch (e) { return ''; } }).join('|');
   const before = snap();
   window.__nnc_t0 = null;
   const mark = () => { if (window.__nnc_t0 === null) window.__nnc_t0 = performance.now(); };
@@ -176,7 +180,8 @@ _WATCH = """
     const proto = CanvasRenderingContext2D.prototype;
     const original = proto.drawImage;
     let done = false, pending = false;
-    const finish = value => { if (!done) { done = true; proto.drawImage = original; resolve(value); } };
+    const finish = value => { if (!done) { done = true; proto.drawImage = original; \
+resolve(value); } };
     proto.drawImage = function (...args) {
       const out = original.apply(this, args);
       if (!done && !pending && window.__nnc_t0 !== null && box.contains(this.canvas)) {
@@ -214,7 +219,8 @@ class NotebookPage:
     def __init__(self, page, server: LabServer, notebook: str):
         self.page, self.server, self.notebook = page, server, notebook
         self.console_errors: list[str] = []
-        page.on("console", lambda m: self.console_errors.append(m.text) if m.type == "error" else None)
+        page.on("console",
+                lambda m: self.console_errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: self.console_errors.append(str(e)))
 
     def open(self, timeout_ms: int = 120_000) -> None:
@@ -235,7 +241,8 @@ class NotebookPage:
         # Every code cell gets a number (no "[*]" left) and the kernel is idle again.
         self.page.wait_for_function(
             """() => {
-                const prompts = Array.from(document.querySelectorAll('.jp-CodeCell .jp-InputPrompt'));
+                const prompts = Array.from(\
+document.querySelectorAll('.jp-CodeCell .jp-InputPrompt'));
                 return prompts.length > 0 && prompts.every(p => /\\[\\d+\\]/.test(p.textContent));
             }""", timeout=timeout_ms)
         self.wait_idle(timeout_ms)
@@ -255,7 +262,8 @@ class NotebookPage:
 
     def controls(self, box) -> list[tuple[str, object]]:
         found = []
-        for handle in box.locator(".widget-slider .noUi-handle, .widget-slider input[type=range]").all():
+        for handle in box.locator(".widget-slider .noUi-handle, "
+                                  ".widget-slider input[type=range]").all():
             found.append(("slider", handle))
         for select in box.locator(".widget-dropdown select").all():
             found.append(("dropdown", select))
@@ -270,7 +278,8 @@ class NotebookPage:
         else:
             current = control.input_value()
             values = control.locator("option").evaluate_all("os => os.map(o => o.value)")
-            nxt = values[(values.index(current) + 1) % len(values)] if current in values else values[0]
+            nxt = (values[(values.index(current) + 1) % len(values)] if current in values
+                   else values[0])
             control.select_option(nxt)
         return float(self.page.evaluate("() => window.__nnc_result"))
 
@@ -397,9 +406,11 @@ def exercise_widgets(page: NotebookPage, artifacts: Path | None, moves: int = 3)
             label = f"{kind}: {text}" if text else f"{kind} {c}"
             start_left = False
             if kind == "slider":
-                now, top = control.get_attribute("aria-valuenow"), control.get_attribute("aria-valuemax")
+                now, top = (control.get_attribute("aria-valuenow"),
+                            control.get_attribute("aria-valuemax"))
                 start_left = now is not None and top is not None and float(now) >= float(top)
-            lat = [page.move(box, kind, control, i + (1 if start_left else 0)) for i in range(moves)]
+            lat = [page.move(box, kind, control, i + (1 if start_left else 0))
+                   for i in range(moves)]
             rows.append({"notebook": page.notebook, "widget": w, "control": label,
                          "latencies_ms": lat})
         if artifacts:

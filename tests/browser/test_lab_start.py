@@ -16,7 +16,8 @@ def listed(page) -> list[str]:
 
 
 def test_course_settings_come_with_the_environment(lab_server):
-    schema = lab_server.api("lab/api/settings/@jupyterlab/apputils-extension:notification")["schema"]
+    schema = lab_server.api(
+        "lab/api/settings/@jupyterlab/apputils-extension:notification")["schema"]
     assert schema["properties"]["fetchNews"]["default"] == "false", (
         "the course's lab settings are missing: run the install step (make venv)")
     assert schema["properties"]["checkForUpdates"]["default"] is False

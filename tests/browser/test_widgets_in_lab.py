@@ -45,7 +45,8 @@ def test_widgets_redraw_in_jupyterlab(notebook, lab_server, chromium, artifacts)
         for i, cell in enumerate(c for c in saved["cells"] if c["cell_type"] == "code"):
             errors = [o for o in cell.get("outputs", []) if o["output_type"] == "error"]
             if "raises-exception" not in cell.get("metadata", {}).get("tags", []):
-                assert not errors, f"code cell {i} raised {errors[0]['ename']}: {errors[0]['evalue']}"
+                assert not errors, (
+                    f"code cell {i} raised {errors[0]['ename']}: {errors[0]['evalue']}")
         assert page.console_errors == []
     finally:
         page.page.screenshot(path=str(artifacts / f"{notebook.removesuffix('.ipynb')}-page.png"),

@@ -13,7 +13,8 @@ AS_ROOT = os.geteuid() == 0
 
 RELU = "def relu(x):\n    return np.maximum(x, 0.0)"
 MSE = "def mse(y_pred, y_true):\n    return float(np.mean((y_pred - y_true) ** 2))"
-ACC = "def accuracy(logits, labels):\n    return (logits.argmax(dim=1) == labels).float().mean().item()"
+ACC = ("def accuracy(logits, labels):\n"
+       "    return (logits.argmax(dim=1) == labels).float().mean().item()")
 RIGHT = {"0.1": RELU, "0.2": MSE, "0.3": ACC}
 
 

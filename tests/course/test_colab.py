@@ -148,7 +148,8 @@ def test_badge_table_lists_chapters_and_their_exercises(tmp_path):
         (tmp_path / name).write_text("{}")
     table = colab.badge_table(tmp_path, repo="me/course", ref="v1").splitlines()
     assert len(table) == 4  # header, rule, two numbered chapters
-    assert "colab.research.google.com/github/me/course/blob/v1/chapters/00_start_here.ipynb" in table[2]
+    assert ("colab.research.google.com/github/me/course/blob/v1/chapters/00_start_here.ipynb"
+            in table[2])
     assert "blob/v1/exercises/00_warmup.ipynb" in table[2]
     assert "exercises" not in table[3].split("|")[3]
 

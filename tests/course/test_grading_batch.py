@@ -1,4 +1,5 @@
-"""`python -m nncourse grade`: adversarial submissions, each graded correctly, none stopping the batch.
+"""`python -m nncourse grade`: adversarial submissions, each graded correctly, none stopping the
+batch.
 
 The submissions are built at test time from the warm-up's solution and released exercise. One
 batch (``--jobs 2``) grades all of them; the tests below read its gradebook, JSON record and
@@ -224,9 +225,10 @@ def message(batch, who, ex):
 def test_batch_finishes_with_a_row_per_submission(batch):
     proc = batch["proc"]
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert set(batch["rows"]) == {"alice", "snoop", "displays", "dave", "forged", "loop", "crash", "hog", "killed",
-                                  "patch", "no_meta", "no_ids", "escape", "corrupt", "v3",
-                                  "mallory", "fifo", "huge", "'=2+3", "empty", "linked"}
+    assert set(batch["rows"]) == {"alice", "snoop", "displays", "dave", "forged", "loop", "crash",
+                                  "hog", "killed", "patch", "no_meta", "no_ids", "escape",
+                                  "corrupt", "v3", "mallory", "fifo", "huge", "'=2+3", "empty",
+                                  "linked"}
     assert "per minute" in proc.stdout and "passed" in proc.stdout  # the class summary
     header = next(csv.reader(open(batch["out"] / "gradebook.csv")))
     assert header[:6] == ["student", "0.1 (1)", "0.2 (1)", "0.3 (2)", "total (4)", "status"]
@@ -236,7 +238,7 @@ def test_submissions_are_byte_identical_and_nothing_was_planted(batch):
     assert batch["after"] == batch["before"]
     assert not (batch["subs"] / "planted.ipynb").exists()
     assert not (ROOT / "solutions" / "planted.ipynb").exists()
-    for who, row in batch["rows"].items():
+    for _who, row in batch["rows"].items():
         if row["sha256"]:
             file = row["file"][1:] if row["file"].startswith("'=") else row["file"]
             assert row["sha256"] == batch["before"][file]
@@ -321,9 +323,11 @@ def test_deleted_metadata_still_grades_and_reference_use_is_flagged(batch):
 
 def test_unreadable_files_get_a_row_saying_why(batch):
     rows = batch["rows"]
-    assert rows["corrupt"]["status"] == "unreadable" and "not valid JSON" in rows["corrupt"]["reason"]
+    assert (rows["corrupt"]["status"] == "unreadable"
+            and "not valid JSON" in rows["corrupt"]["reason"])
     assert rows["v3"]["status"] == "unreadable" and "format 3" in rows["v3"]["reason"]
-    assert rows["mallory"]["status"] == "unreadable" and "symbolic link" in rows["mallory"]["reason"]
+    assert (rows["mallory"]["status"] == "unreadable"
+            and "symbolic link" in rows["mallory"]["reason"])
     assert all(rows[w]["total (4)"] == "0" for w in ("corrupt", "v3", "mallory"))
     assert rows["fifo"]["status"] == "unreadable" and "named pipe" in rows["fifo"]["reason"]
     assert rows["huge"]["status"] == "unreadable" and "larger than" in rows["huge"]["reason"]

@@ -1,4 +1,5 @@
-"""The install step (nncourse/course/install.py, the Makefile): torch's CPU build, no long retries."""
+"""The install step (nncourse/course/install.py, the Makefile): torch's CPU build, no long
+retries."""
 
 import http.server
 import json
@@ -123,7 +124,8 @@ def dry_run(args: list[str], tmp_path: Path) -> dict:
 
 def assert_cpu_only(resolved: dict) -> None:
     assert install.cuda_packages(resolved) == [], "a clean install would pull CUDA packages"
-    torch = [i["metadata"]["version"] for i in resolved["install"] if i["metadata"]["name"] == "torch"]
+    torch = [i["metadata"]["version"] for i in resolved["install"]
+             if i["metadata"]["name"] == "torch"]
     assert torch and torch[0].endswith("+cpu"), f"torch resolved to {torch}, not the CPU build"
 
 
@@ -131,7 +133,8 @@ def test_clean_install_resolves_no_cuda_package(tmp_path):
     """What a clean `make lab` would install, resolved by pip against the configured indexes."""
     index = os.environ.get("TORCH_INDEX", install.default_torch_index())
     if not index:
-        pytest.skip("TORCH_INDEX is empty here (not Linux, or disabled): PyPI's torch is used as is")
+        pytest.skip("TORCH_INDEX is empty here (not Linux, or disabled): "
+                    "PyPI's torch is used as is")
     reason = install.probe(index)
     if reason:
         pytest.skip(f"the torch index {index} cannot be reached from this machine ({reason}), so "

@@ -23,7 +23,8 @@ def notebook(*cells):
 
 
 def test_word_diff_marks_only_the_changed_words():
-    assert port.word_diff("ReLU: val acc 72.5% after 20 epochs", "ReLU: val acc 27.5% after 20 epochs") \
+    assert port.word_diff("ReLU: val acc 72.5% after 20 epochs",
+                          "ReLU: val acc 27.5% after 20 epochs") \
         == "ReLU: val acc {72.5→27.5}% after 20 epochs"
     assert port.word_diff("loss 0.051, stuck", "loss 0.050") == "loss {0.051, stuck→0.050}"
 
@@ -109,7 +110,8 @@ def test_the_two_paths_reach_the_kernel(tmp_path):
                                           "print(torch.backends.cpu.get_cpu_capability())")]
     nbformat.write(nb, path)
     pinned, default = (port._run(path, name, timeout=120) for name in ("pinned", "default"))
-    assert port.checked_outputs(pinned) == port.checked_outputs(default) == {0: "[stdout] DEFAULT\n"}
+    assert (port.checked_outputs(pinned) == port.checked_outputs(default)
+            == {0: "[stdout] DEFAULT\n"})
     assert "nncourse WARNING" not in str(pinned.cells[0].outputs)
 
 

@@ -372,7 +372,8 @@ def _dotted(node) -> str | None:
 
 
 def nncourse_aliases(master) -> set[str]:
-    """Names the master's instructor cells bind to nncourse modules (``from nncourse import init``)."""
+    """Names the master's instructor cells bind to nncourse modules
+    (``from nncourse import init``)."""
     names = {"nncourse"}
     for tree in instructor_trees(master):
         for node in ast.walk(tree):
