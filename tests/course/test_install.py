@@ -85,9 +85,11 @@ def test_lab_settings_are_written_into_the_environment(tmp_path):
 
 
 def make_n(*args):
-    env = {k: v for k, v in os.environ.items() if k not in ("TORCH_INDEX", "MAKEFLAGS")}
-    return subprocess.run(["make", "-n", "-B", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, check=True).stdout
+    # Run as a top-level make even under `make test` (MAKELEVEL would add "Entering directory").
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TORCH_INDEX", "MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    return subprocess.run(["make", "--no-print-directory", "-n", "-B", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, check=True).stdout
 
 
 def test_make_lab_installs_the_course_only_and_make_test_adds_dev():
