@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -28,7 +29,7 @@ from nncourse._validate import check_int
 from nncourse.env import progress_enabled
 
 __all__ = ["History", "Callback", "train", "evaluate", "eval_mode", "predict", "accuracy",
-           "make_optimizer", "loss_function"]
+           "mean_sd", "make_optimizer", "loss_function"]
 
 OPTIMIZERS = {
     "sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
@@ -118,6 +119,19 @@ def _predicted_class(out: torch.Tensor) -> torch.Tensor:
     if out.ndim == 1 or out.shape[1] == 1:
         return (out.reshape(-1) > 0).long()
     return out.argmax(1)
+
+
+def mean_sd(values, axis: int = 0):
+    """Mean and sample standard deviation (``ddof=1``) of runs over ``axis``: one run per seed.
+
+    ``values`` is anything NumPy turns into an array (a generator is read once): a number per run
+    gives scalars, a row per run gives one mean and one deviation per column. A single run has
+    deviation 0 -- no spread can be measured from it.
+    """
+    v = np.asarray(list(values), dtype=float)
+    mean = v.mean(axis)
+    sd = v.std(axis, ddof=1) if v.shape[axis] > 1 else np.zeros_like(mean)
+    return mean, sd
 
 
 @contextmanager

@@ -147,3 +147,17 @@ def test_on_before_step_sees_clipped_gradients(moons):
     n = Norms()
     training.train(fresh(), moons, epochs=1, lr=0.1, clip_norm=0.01, callbacks=[n], progress=False)
     assert max(n.before_step) <= 0.01 + 1e-6 < min(n.after_backward)
+
+
+def test_mean_sd_over_runs():
+    import numpy as np
+
+    from nncourse.training import mean_sd
+
+    assert mean_sd([1.0, 2.0, 3.0]) == pytest.approx((2.0, 1.0))
+    assert mean_sd(v for v in [0.5]) == (0.5, 0.0)
+    mean, sd = mean_sd([[0.5, 1.0], [0.7, 1.0], [0.9, 1.0]])
+    np.testing.assert_allclose(mean, [0.7, 1.0])
+    np.testing.assert_allclose(sd, [0.2, 0.0], atol=1e-12)
+    mean, sd = mean_sd([[0.5, 1.0]])
+    assert sd.tolist() == [0.0, 0.0]

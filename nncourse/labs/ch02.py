@@ -41,7 +41,7 @@ from nncourse.diagnostics import (
 )
 from nncourse.models import linear_layers, make_mlp
 from nncourse.plotting import color, decade_limits, plot_per_layer
-from nncourse.training import Callback, History, loss_function, train
+from nncourse.training import Callback, History, loss_function, mean_sd, train
 
 __all__ = ["WIDTH", "ACTIVATION_CHOICES", "SCALES", "digits", "probe_batch", "layer_grad_norms",
            "gradient_profile", "first_last_ratio", "diagnose", "relative_weight_change",
@@ -246,8 +246,9 @@ def over_seeds(results: Sequence[dict]) -> str:
         parts.append(f"diverged (NaN/inf) in {len(diverged)} of {n} seeds, in {when}")
     acc = np.array([h.val_acc[-1] for h in hist if not h.diverged]) * 100
     if acc.size:
-        sd = f" ± {acc.std(ddof=1):.1f}" if acc.size > 1 else ""
-        parts.append(f"val acc {acc.mean():.1f}%{sd} ({acc.size} seed{'s' * (acc.size > 1)}, "
+        mean, sd = mean_sd(acc)
+        sd = f" ± {sd:.1f}" if acc.size > 1 else ""
+        parts.append(f"val acc {mean:.1f}%{sd} ({acc.size} seed{'s' * (acc.size > 1)}, "
                      f"lowest {acc.min():.1f}%)")
     return "; ".join(parts)
 

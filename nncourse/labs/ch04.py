@@ -28,7 +28,7 @@ from nncourse.data import load_digits
 from nncourse.diagnostics import activation_stats
 from nncourse.models import linear_layers, make_mlp
 from nncourse.plotting import color, decade_limits
-from nncourse.training import History, eval_mode, train
+from nncourse.training import History, eval_mode, mean_sd, train
 from nncourse.widgets import interactive_figure, set_limits
 
 __all__ = ["collapse_linear", "negative_fraction", "dying_relu_runs", "dying_relu_seeds",
@@ -160,8 +160,8 @@ def seed_table(runs: dict[str, dict]) -> list[str]:
     n_seeds = n.pop()
 
     def pm(values, spec):
-        sd = f" ± {np.std(values, ddof=1):{spec}}" if n_seeds > 1 else ""
-        return f"{np.mean(values):{spec}}{sd}"
+        mean, sd = mean_sd(values)
+        return f"{mean:{spec}}" + (f" ± {sd:{spec}}" if n_seeds > 1 else "")
 
     lines = [f"{'':<16}{'dead, per layer':>22}{'dead, all layers':>18}{'input <= 0, all':>18}"
              f"{'val acc (%)':>14}"]

@@ -32,7 +32,7 @@ from nncourse.regularization import (
     expected_calibration_error,
     mc_dropout_predict,
 )
-from nncourse.training import History, accuracy, eval_mode, train
+from nncourse.training import History, accuracy, eval_mode, mean_sd, train
 from nncourse.widgets import interactive_figure
 
 __all__ = ["RECIPE", "SEEDS", "noisy_moons", "Run", "fit", "fit_seeds", "mean_sd", "seed_table",
@@ -140,12 +140,6 @@ SEEDS = (0, 1, 2)
 def fit_seeds(name: str = "baseline", seeds: tuple = SEEDS, **settings) -> list[Run]:
     """:func:`fit` once per seed (cached): the runs of one setting, for a mean and a spread."""
     return [fit(name, seed=s, **settings) for s in seeds]
-
-
-def mean_sd(values) -> tuple[float, float]:
-    """Mean and sample standard deviation (``ddof=1``; 0 for a single value)."""
-    v = np.asarray(list(values), dtype=float)
-    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
 
 
 def seed_table(groups, test: bool = False) -> str:

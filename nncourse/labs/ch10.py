@@ -24,6 +24,7 @@ from matplotlib.ticker import NullLocator
 from torch import nn
 
 from nncourse import pruning as P
+from nncourse import training
 from nncourse.data import Dataset, load_digits
 from nncourse.models import linear_layers, make_mlp
 from nncourse.plotting import color
@@ -131,7 +132,7 @@ def mean_sd(runs) -> tuple[np.ndarray, np.ndarray]:
     if runs.ndim != 2 or len(runs) < 2:
         raise ValueError(f"runs must be a (seeds, points) array with at least 2 seeds, got shape "
                          f"{runs.shape}")
-    return runs.mean(0), runs.std(0, ddof=1)
+    return training.mean_sd(runs)
 
 
 @lru_cache(maxsize=8)
