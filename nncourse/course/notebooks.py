@@ -114,13 +114,13 @@ def execute(nb, cwd: str | os.PathLike, timeout: int | None = 600, allow_errors:
     """Execute ``nb`` in a fresh ``python3`` kernel (working directory ``cwd``); return it.
 
     Cells are stored without timing metadata so re-executing an unchanged notebook gives an
-    identical file.
+    identical file (``record_timing=True`` keeps it, for the benchmark).
     """
     from nbclient import NotebookClient
 
+    client_kwargs.setdefault("record_timing", False)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=allow_errors,
-                            record_timing=False, resources={"metadata": {"path": os.fspath(cwd)}},
-                            **client_kwargs)
+                            resources={"metadata": {"path": os.fspath(cwd)}}, **client_kwargs)
     with _isolated_jupyter_dirs():
         client.execute(env=env or kernel_env())
     nb.metadata["kernelspec"] = dict(KERNELSPEC)

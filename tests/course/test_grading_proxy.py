@@ -127,3 +127,13 @@ def test_a_call_that_cannot_cross_is_marked_for_the_kernel():
     with pytest.raises(CannotProxy, match="function"):
         search(lambda n: n, 3)
     assert search.cannot and "function" in search.cannot and calls == []
+
+
+def test_what_the_student_side_says_never_moves_the_check_into_the_kernel():
+    # a student can make the sandbox reply "CannotProxy" (return an object it cannot encode, or
+    # patch the kernel's end): that must fail the call, not send the check to the kernel, where
+    # the student controls everything
+    (relu,), _ = proxies(relu=lambda x: object())
+    with pytest.raises(ExerciseError, match="0.1"):
+        ch00.ex0_1_relu(relu)
+    assert relu.cannot is None

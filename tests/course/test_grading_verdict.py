@@ -2,8 +2,8 @@
 a flag while the checks ran inside the student's kernel. Now the grader's own process runs each
 check and calls the student's functions in the sandbox through a proxy, so they earn nothing.
 
-The one still open is marked ``xfail(strict=True)``: it fails the suite as soon as it stops
-working (then remove the mark), and ``pytest -rx`` prints what is missing.
+The reference implementation is not in the sandbox's copy of nncourse (a stub says it is
+withheld), and nothing the student's side replies can move a check into the kernel.
 """
 
 import csv
@@ -15,31 +15,31 @@ import pytest
 
 from tests.course.grading_helpers import ACC, MSE, RELU, student
 
-NOT_YET = pytest.mark.xfail(strict=True, reason="not done: nncourse's reference implementation "
-                            "is importable in the sandbox and calling it through getattr is "
-                            "neither prevented nor detected")
+# attack 1: contextlib.contextmanager patched so that exercise() swallows every error
+ATTACK_1_PATCH = ("import contextlib as _c\n"
+                  "_orig = _c.contextmanager\n"
+                  "def _cm(fn):\n"
+                  "    made = _orig(fn)\n"
+                  "    class Wrap:\n"
+                  "        def __init__(self, *a, **k):\n"
+                  "            self.cm, self.a, self.k = made(*a, **k), a, k\n"
+                  "        def __enter__(self):\n"
+                  "            return self.cm.__enter__()\n"
+                  "        def __exit__(self, *exc):\n"
+                  "            if exc[0] is None:\n"
+                  "                return self.cm.__exit__(*exc)\n"
+                  "            p = self.k.get('points', 1)\n"
+                  "            s = 's' * (p != 1)\n"
+                  "            print(f'Exercise {self.a[0]} passed ({p} point{s})')\n"
+                  "            return True\n"
+                  "    return Wrap\n"
+                  "vars(_c).update(contextmanager=_cm)\n")
 
 ATTACKS = {
     # 1. contextlib.contextmanager patched through an alias: the re-imported checks' exercise()
     #    swallows every error and prints the pass line
     "contextmanager": ("0.1", {
-        "0.1": ("import contextlib as _c\n"
-                "_orig = _c.contextmanager\n"
-                "def _cm(fn):\n"
-                "    made = _orig(fn)\n"
-                "    class Wrap:\n"
-                "        def __init__(self, *a, **k):\n"
-                "            self.cm, self.a, self.k = made(*a, **k), a, k\n"
-                "        def __enter__(self):\n"
-                "            return self.cm.__enter__()\n"
-                "        def __exit__(self, *exc):\n"
-                "            if exc[0] is None:\n"
-                "                return self.cm.__exit__(*exc)\n"
-                "            p = self.k.get('points', 1)\n"
-                "            print(f'Exercise {self.a[0]} passed ({p} point{\"s\" * (p != 1)})')\n"
-                "            return True\n"
-                "    return Wrap\n"
-                "vars(_c).update(contextmanager=_cm)\n"
+        "0.1": (ATTACK_1_PATCH +
                 "def relu(x):\n    raise NotImplementedError"),
         "0.2": MSE, "0.3": ACC}),
     # 2. an IPython input transformer, reached through exit._ip, turns check cells into None
@@ -94,6 +94,19 @@ ATTACKS = {
                 "def relu(x):\n"
                 "    return getattr(_a, 're' + 'lu')(x)"),
         "0.2": MSE, "0.3": ACC}),
+    # 6b. the same through vars() and the activations registry, spelled so no scan can see it
+    "registry": ("0.1", {
+        "0.1": ("import importlib\n"
+                "_m = importlib.import_module('nncourse.' + 'activations')\n"
+                "def relu(x):\n"
+                "    return vars(_m)['Z' + 'OO']['relu'].f(x)"),
+        "0.2": MSE, "0.3": ACC}),
+    # 7. force the check back into the kernel by returning what the proxy cannot carry once,
+    #    then win there with the contextmanager patch of attack 1
+    "fallback": ("0.1", {
+        "0.1": (ATTACK_1_PATCH +
+                "def relu(x):\n    return object()"),
+        "0.2": MSE, "0.3": ACC}),
 }
 
 
@@ -114,8 +127,7 @@ def graded(tmp_path_factory):
         return {r["student"]: r for r in csv.DictReader(f)}
 
 
-@pytest.mark.parametrize("attack", [pytest.param(name, marks=NOT_YET if name == "reference" else ())
-                                    for name in ATTACKS])
+@pytest.mark.parametrize("attack", list(ATTACKS))
 def test_an_attack_on_the_verdict_earns_nothing_or_is_flagged(graded, attack):
     exercise = ATTACKS[attack][0]
     row = graded[attack]

@@ -29,7 +29,7 @@ import nncourse
 from nncourse.course import notebooks as nbs
 from nncourse.course import scoreboard
 from nncourse.course.grading import rebuild as rb
-from nncourse.course.grading import sandbox
+from nncourse.course.grading import sandbox, withhold
 
 __all__ = ["Limits", "ExerciseGrade", "Grade", "Entry", "find_master", "find_submissions",
            "read_submission", "grade_submission", "grade_batch", "OK", "FLAGGED", "UNREADABLE",
@@ -262,7 +262,7 @@ def read_submission(path: Path, limit: int = rb.MAX_SUBMISSION_BYTES) -> bytes:
 class _Scratch:
     """Private working space: ``jobs/`` for the grader (root only), ``work/`` for kernels."""
 
-    def __init__(self, hide: list[Path], mode: str | None = None):
+    def __init__(self, hide: list[Path], mode: str | None = None, master=None):
         self.root = Path(tempfile.mkdtemp(prefix="nncourse-grade-"))
         self.as_root = os.geteuid() == 0
         os.chmod(self.root, 0o711)
@@ -279,6 +279,11 @@ class _Scratch:
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "course"))
         # the kernel's end of the trusted checks' calls (proxy.serve_named)
         shutil.copy(Path(__file__).with_name("proxy.py"), self.package / "_nncourse_proxy.py")
+        # the reference implementations the exercises ask for are not in the kernel's copy
+        self.withheld: list[str] = []
+        self.withhold_note = "reference implementations: not withheld (no master notebook)"
+        if master is not None:
+            self._withhold(master)
         compileall.compile_dir(self.package, quiet=2)  # kernels start faster; they write none
         for d, _, files in os.walk(self.package):
             os.chmod(d, 0o755)
@@ -292,6 +297,20 @@ class _Scratch:
         if mode not in ("bwrap", "unshare"):
             raise ValueError(f"sandbox mode must be bwrap or unshare, got {mode!r}")
         self.mode = mode
+
+    def _withhold(self, master) -> None:
+        try:
+            the_plan = withhold.plan(master)
+            self.withheld = withhold.withhold(self.package, the_plan,
+                                              env=kernel_env(self.package))
+        except Exception as exc:  # noqa: BLE001 - grading goes on; the summary says what held
+            self.withhold_note = f"reference implementations: NOT withheld ({exc})"
+            return
+        kept = "".join(f"; NOT withheld: exercise {ex}'s check runs in the kernel ({why}) and "
+                       "needs the whole package there"
+                       for ex, why in sorted(the_plan.in_kernel.items()))
+        self.withhold_note = ("reference implementations withheld from the kernel: "
+                              + (", ".join(self.withheld) or "none") + kept)
 
     def new_job(self) -> tuple[Path, Path, int | None]:
         with self._lock:
@@ -492,6 +511,7 @@ def _grade_cells(cells, master, scratch, limits, grade: Grade):
         if result.get("error") and "notebook" not in result:
             raise RuntimeError(result["error"])
         grade.sandbox = dict(result.get("sandbox", {}))
+        grade.sandbox["references"] = scratch.withhold_note
         grade.sandbox["verdicts"] = (
             f"{len(result.get('trusted', []))} check(s) run in the grader's own process"
             + "".join(f"; NOT: check cell {i} ran in the kernel ({why})"
@@ -579,7 +599,7 @@ def grade_batch(submissions: list, master_path: Path, jobs: int = 1,
     entries = [x if isinstance(x, Entry) else Entry(*x) for x in submissions]
     master = nbs.read(master_path)
     nbs.exercises(master)
-    scratch = _Scratch(hide or [])
+    scratch = _Scratch(hide or [], master=master)
     done = [0]
     lock = threading.Lock()
 

@@ -338,8 +338,9 @@ class Proxy:
             err = reply["error"] if isinstance(reply["error"], dict) else {}
             name, message = str(err.get("type", "Exception")), str(err.get("message", ""))
             if name == "CannotProxy":
-                self.cannot = message
-                raise CannotProxy(message)
+                # the other end is the student's process: what it says must never move the
+                # check there (only this side's own encoding, above, can): a failed call
+                raise TypeError(f"the grader could not read the answer back: {message}")
             raise _EXCEPTIONS.get(name, StudentError)(
                 message if name in _EXCEPTIONS else f"{name}: {message}")
         return decode(reply.get("result"), refs=flat)
