@@ -306,9 +306,11 @@ def test_monkeypatched_checks_are_restored_and_flagged(batch):
     assert points(batch, "patch") == {"0.1": 0, "0.2": 0, "0.3": 0}
     row, flags = batch["rows"]["patch"], batch["records"]["patch"]["flags"]
     assert row["status"] == "graded, flagged for review"
+    # (its patch of Exercise.close finds nothing to patch: nncourse.checks is withheld from the
+    # sandbox, since every check of the warm-up runs in the grader)
     for expected in ("0.1: imports the course's checks", "the name 'check' was rebound",
                      "0.1: runs a shell command", "0.2: uses the IPython magic %alias_magic",
-                     "numpy.allclose was replaced (restored)", "Exercise.close was patched"):
+                     "numpy.allclose was replaced (restored)"):
         assert any(expected in f for f in flags), (expected, flags)
 
 

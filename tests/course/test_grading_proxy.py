@@ -3,6 +3,7 @@ the function they check is called through a :class:`Proxy` -- here over an in-pr
 transport standing in for the sandboxed kernel."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,9 +17,9 @@ def proxies(**functions):
     """Proxies whose calls cross a JSON boundary both ways, as they would to a kernel."""
     calls = []
 
-    def transport(name, payload):
+    def transport(name, payload, on_callback):
         calls.append(name)
-        reply = serve(functions[name], json.loads(json.dumps(payload)))
+        reply = serve(functions[name], json.loads(json.dumps(payload)), channel=on_callback)
         return json.loads(json.dumps(reply))
 
     return [Proxy(name, transport) for name in functions], calls
@@ -121,12 +122,84 @@ def test_in_place_faults_are_still_seen():
 
 
 def test_a_call_that_cannot_cross_is_marked_for_the_kernel():
-    # chapter 11 passes objectives (functions) to the student's code: such a check must run in
-    # the kernel instead, and the proxy says why
-    (search,), calls = proxies(random_search=lambda objective, n: objective(n))
-    with pytest.raises(CannotProxy, match="function"):
-        search(lambda n: n, 3)
-    assert search.cannot and "function" in search.cannot and calls == []
+    # an argument of a type the grader neither copies nor lends: such a check would run in the
+    # kernel instead, and the proxy says why
+    class Opaque:
+        pass
+
+    (search,), calls = proxies(random_search=lambda thing: 1)
+    with pytest.raises(CannotProxy, match="Opaque"):
+        search(Opaque())
+    assert search.cannot and "Opaque" in search.cannot and calls == []
+
+
+def master_functions(chapter):
+    from nncourse.course import notebooks as nbs
+    from nncourse.course.grading import withhold
+
+    root = Path(__file__).resolve().parents[2]
+    return withhold._master_functions(nbs.read(root / "solutions" / f"{chapter}.ipynb"))
+
+
+@pytest.mark.parametrize("chapter, check, names", [
+    # a function lent to the student's code, which perturbs x in place and then calls it
+    ("01_backprop_from_scratch", "ex1_4_gradient_checker", ["numerical_gradient",
+                                                            "relative_error"]),
+    # an optuna trial lent (suggest_*, report, should_prune) and a Dataset copied
+    ("11_hyperparameter_tuning", "ex11_1_objective", ["objective"]),
+    # a scoring function that records every configuration it is called with
+    ("11_hyperparameter_tuning", "ex11_2_random_search", ["random_search"]),
+    # models of the check's own class that count test-split calls in the trusted process
+    ("11_hyperparameter_tuning", "ex11_3_select_and_test", ["select_and_test"]),
+])
+def test_checks_that_lend_objects_run_in_the_trusted_process(chapter, check, names, capsys):
+    from nncourse.checks import ch01, ch11
+
+    functions = master_functions(chapter)
+    fns, calls = proxies(**{n: functions[n] for n in names})
+    getattr({"01": ch01, "11": ch11}[chapter[:2]], check)(*fns)
+    assert "passed" in capsys.readouterr().out
+    assert all(f.cannot is None for f in fns) and calls
+
+
+def test_a_lent_scoring_function_keeps_the_checks_verdict():
+    # the check's scoring function fails the check when called with a non-dict; the student's
+    # code catching that exception must not save it
+    from nncourse.checks import ch11
+
+    def sneaky(score, space, n_trials, seed):
+        for _ in range(n_trials):
+            try:
+                score([1, 2])
+            except Exception:  # noqa: BLE001
+                pass
+        return {}, 0.0
+
+    (fn,), _ = proxies(random_search=sneaky)
+    with pytest.raises(ExerciseError, match="dict config"):
+        ch11.ex11_2_random_search(fn)
+
+
+def test_a_lent_object_offers_only_what_the_check_allows():
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study()
+    trial = study.ask()
+
+    def nosy(t):
+        t.suggest_float("x", 0.0, 1.0)
+        for attempt in (lambda: t.study, lambda: setattr(t, "number", 5),
+                        lambda: t._trial_id):
+            try:
+                attempt()
+            except AttributeError:
+                continue
+            return "reached"
+        return "refused"
+
+    (fn,), _ = proxies(nosy=nosy)
+    assert fn(trial) == "refused" and "x" in trial.params
 
 
 def test_what_the_student_side_says_never_moves_the_check_into_the_kernel():

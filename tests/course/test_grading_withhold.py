@@ -34,12 +34,20 @@ def test_the_plan_for_the_warm_up_withholds_every_answer_and_the_checks():
 
 
 @pytest.mark.parametrize("chapter", ["01_backprop_from_scratch", "11_hyperparameter_tuning"])
-def test_a_check_that_passes_a_function_keeps_the_package_whole(chapter):
-    # found by running the checks on the master's answers, not only their first call: 1.4's
-    # first call (relative_error) crosses, its later numerical_gradient(f, x) does not
+def test_checks_that_lend_functions_and_trials_are_probed_to_the_end(chapter):
+    # 1.4's first call (relative_error) crosses, its later numerical_gradient(f, x) lends f;
+    # chapter 11 lends trials, scoring functions and models: all run in the grader
     the_plan = withhold.plan(nbs.read(ROOT / "solutions" / f"{chapter}.ipynb"))
-    assert the_plan.in_kernel and not the_plan.checks and not the_plan.all_names
-    assert all(" be sent" in why for why in the_plan.in_kernel.values()), the_plan.in_kernel
+    assert the_plan.in_kernel == {} and the_plan.checks and the_plan.all_names
+
+
+def test_a_check_that_must_run_in_the_kernel_keeps_the_package_whole():
+    master = nbs.read(ROOT / "solutions" / "00_warmup.ipynb")
+    check = next(c for c in master.cells if nbs.role(c) == nbs.CHECK)
+    check.source = "x = 1\n" + check.source  # no longer one call: the kernel runs this cell
+    the_plan = withhold.plan(master)
+    assert list(the_plan.in_kernel) == [nbs.exercise_id(check)]
+    assert the_plan.all_names == set() and not the_plan.checks
 
 
 @pytest.fixture(scope="module")
@@ -76,3 +84,41 @@ def test_what_the_notebooks_need_still_imports_and_works(stripped):
                           cwd=package, env=kernel_env(package), timeout=120)
     assert proc.returncode == 0 and "torch.Size([1, 2])" in proc.stdout, proc.stderr[-800:]
     assert not hasattr(sys.modules.get("nncourse"), "nothing") and nncourse  # this process: real
+
+
+def test_chapter_01_is_graded_in_the_grader_with_its_references_withheld(tmp_path):
+    # 1.4 lends the checker a function f that reads x after the student's code perturbed it in
+    # place: the call-back carries x's state to the grader and f's value back, through the
+    # kernel's stdin channel; a checker that borrows nncourse's own numerical_gradient gets 0
+    import csv
+    import json
+
+    sol = json.loads((ROOT / "solutions" / "01_backprop_from_scratch.ipynb").read_text())
+    subs, out = tmp_path / "subs", tmp_path / "out"
+    subs.mkdir()
+    (subs / "honest.ipynb").write_text(json.dumps(sol))
+    for cell in sol["cells"]:
+        if cell.get("metadata", {}).get("nncourse", {}).get("exercise") == "1.4" and \
+                "answer" in cell["metadata"].get("tags", []):
+            cell["source"] = ("import importlib\n"
+                              "_g = importlib.import_module('nncourse.' + 'gradcheck')\n"
+                              "def numerical_gradient(f, x, eps=1e-6):\n"
+                              "    return getattr(_g, 'numerical_' + 'gradient')(f, x, eps)\n"
+                              "def relative_error(a, n):\n"
+                              "    return vars(_g)['relative_error'](a, n)\n")
+    (subs / "borrower.ipynb").write_text(json.dumps(sol))
+    proc = subprocess.run(
+        [sys.executable, "-m", "nncourse", "grade", str(subs), "--exercise", "01", "--jobs", "2",
+         "--out", str(out), "--cell-timeout", "120", "--notebook-timeout", "400",
+         "--no-preflight"], capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    with open(out / "gradebook.csv", newline="") as f:
+        rows = {r["student"]: r for r in csv.DictReader(f)}
+    assert rows["honest"]["total (7)"] == "7", rows["honest"]
+    assert rows["borrower"]["1.4 (2)"] == "0" and rows["borrower"]["total (7)"] == "5"
+    assert "is withheld while grading" in (out / "feedback" / "borrower.txt").read_text()
+    grades = json.loads((out / "grades.json").read_text())
+    records = grades if isinstance(grades, list) else grades.get("students", grades)
+    text = json.dumps(records)
+    assert "4 check(s) run in the grader's own process" in text and "NOT: check cell" not in text
+    assert "nncourse.gradcheck.numerical_gradient" in text

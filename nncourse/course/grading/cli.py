@@ -1,4 +1,8 @@
-"""``python -m nncourse grade SUBMISSIONS_DIR --exercise NN``: the instructor's command."""
+"""``python -m nncourse grade SUBMISSIONS_DIR --exercise NN``: the instructor's command.
+
+``--shard K/N`` grades one shard of the class; ``grade merge PART ... --exercise NN --out DIR``
+combines the parts (:mod:`nncourse.course.grading.shards`).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import time
 from pathlib import Path
 
 from nncourse.course import notebooks as nbs
+from nncourse.course.grading import shards
 from nncourse.course.grading.batch import (
     OK,
     PACKAGE_ROOT,
@@ -27,8 +32,10 @@ __all__ = ["add_arguments", "run"]
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = Limits()
     parser.add_argument("submissions", type=Path, help="folder of submitted notebooks "
-                        "(NAME.ipynb, or NAME/NN_x.ipynb per student)")
-    parser.add_argument("--exercise", required=True, help="chapter number: 03 grades against "
+                        "(NAME.ipynb, or NAME/NN_x.ipynb per student); or `merge` followed by "
+                        "the folders that grade --shard wrote")
+    parser.add_argument("parts", type=Path, nargs="*", help=argparse.SUPPRESS)
+    parser.add_argument("--exercise", default=None, help="chapter number: 03 grades against "
                         "solutions/03_*.ipynb")
     parser.add_argument("--jobs", type=int, default=1, help="notebooks graded in parallel")
     parser.add_argument("--out", type=Path, default=None,
@@ -46,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"address-space limit of a kernel (default {d.memory // 2**20})")
     parser.add_argument("--no-preflight", action="store_true",
                         help="skip grading the master first (it must score full marks)")
+    parser.add_argument("--shard", default=None, metavar="K/N",
+                        help="grade only shard K of N (by a hash of each student id); merge the "
+                             "parts with: grade merge PART... --exercise NN --out DIR")
 
 
 def default_solutions() -> Path:
@@ -56,8 +66,41 @@ def default_solutions() -> Path:
     raise ValueError("no solutions/ folder here: pass --solutions DIR (the master notebooks)")
 
 
-def run(args: argparse.Namespace) -> int:
+def merge_parts(args: argparse.Namespace) -> int:
+    """``grade merge PART ... --exercise NN --out DIR``."""
     try:
+        master_path = find_master(args.exercise, args.solutions or default_solutions())
+        info, grades = shards.merge(args.parts)
+        if info["exercise"] != f"{int(args.exercise):02d}" or \
+                shards.master_digest(master_path) != json.loads(
+                    (args.parts[0] / shards.SHARD_FILE).read_text())["master_sha256"]:
+            raise ValueError(f"the parts were graded against {info['master']}, not this "
+                             f"{master_path.name}")
+    except ValueError as exc:
+        print(f"grade merge: {exc}", file=sys.stderr)
+        return 2
+    out = args.out or Path(f"grades-{int(args.exercise):02d}")
+    master = nbs.read(master_path)
+    sandbox = next((g.sandbox for g in grades if g.sandbox), {})
+    summary = write_reports(grades, master, out, title=f"{master_path.stem}", sandbox=sandbox)
+    print(format_summary(summary))
+    print(f"\nmerged {info['shards']} shard(s), {len(grades)} rows")
+    print(f"gradebook: {out / 'gradebook.csv'}   feedback: {out / 'feedback'}/")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.exercise is None:
+        print("grade: --exercise NN is required (the chapter number)", file=sys.stderr)
+        return 2
+    if str(args.submissions) == "merge" and not args.submissions.is_dir():
+        return merge_parts(args)
+    if args.parts:
+        print(f"grade: one submissions folder, got {len(args.parts) + 1} (to combine shards: "
+              "grade merge PART...)", file=sys.stderr)
+        return 2
+    try:
+        shard = shards.parse_shard(args.shard) if args.shard else None
         master_path = find_master(args.exercise, args.solutions or default_solutions())
         limits = Limits(cell_timeout=args.cell_timeout, notebook_timeout=args.notebook_timeout,
                         memory=args.memory_mb * 2**20)
@@ -81,6 +124,11 @@ def run(args: argparse.Namespace) -> int:
     if not submissions:
         print(f"grade: no .ipynb files in {args.submissions}", file=sys.stderr)
         return 2
+    everyone = submissions
+    if shard:
+        submissions = shards.select(everyone, *shard)
+        print(f"shard {shard[0]}/{shard[1]}: {len(submissions)} of {len(everyone)} entries",
+              flush=True)
     master = nbs.read(master_path)
     out.mkdir(parents=True, exist_ok=True)  # exists now, so kernels cannot see it
     hide = [master_path.parent.resolve(), PACKAGE_ROOT / "solutions", PACKAGE_ROOT / ".git", sub,
@@ -117,9 +165,12 @@ def run(args: argparse.Namespace) -> int:
     elapsed = time.monotonic() - t0
     sandbox = next((g.sandbox for g in grades if g.sandbox), {})
     summary = write_reports(grades, master, out, title=f"{master_path.stem}", sandbox=sandbox)
+    if shard:
+        (out / shards.SHARD_FILE).write_text(json.dumps(shards.shard_record(
+            *shard, args.exercise, master_path, submissions, everyone), indent=1))
     print()
     print(format_summary(summary))
     print(f"\n{len(grades)} notebooks in {elapsed:.0f} s with --jobs {args.jobs} "
-          f"({len(grades) / elapsed * 60:.1f} per minute)")
+          f"({len(grades) / max(elapsed, 1e-9) * 60:.1f} per minute)")
     print(f"gradebook: {out / 'gradebook.csv'}   feedback: {out / 'feedback'}/")
     return 0

@@ -10,18 +10,21 @@ one of the arguments comes back as that very object. So checks that look at in-p
 (``xavier_uniform_(w) is w``), seeded generators or returned modules run unchanged, while the
 expected values, the comparison and the points never exist in the student's process.
 
-This module is the wire format and the call semantics (tested in-process); wiring it into the
-worker (``sandbox.py``) is the next step. What it can carry: ``None``, ``bool``, ``int``,
-``float``, ``str``, lists, tuples, dicts with string keys, NumPy arrays and scalars, torch
-tensors (with ``requires_grad`` and ``.grad``), ``torch.Generator`` state, and modules built
-from :data:`MODULES`. Anything else -- a callable argument (chapter 11 passes objectives), a
-student-defined class -- raises :class:`CannotProxy`, naming it.
+This module is the wire format and the call semantics; ``sandbox.py`` carries the calls to the
+kernel. What it copies: ``None``, ``bool``, ``int``, ``float``, ``str``, lists, tuples, dicts with
+string keys, NumPy arrays and scalars, torch tensors (with ``requires_grad`` and ``.grad``),
+``torch.Generator`` state, modules built from :data:`MODULES`, ``nncourse.data.Dataset`` and
+``SimpleNamespace`` records, optuna distributions. What it *lends* (the trusted side only): plain
+functions, optuna trials and modules of other classes -- the kernel gets a :class:`_Remote`
+whose uses are calls back (:func:`answer`). Anything else raises :class:`CannotProxy`, naming it.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import math
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -89,8 +92,15 @@ def _from_array(d: dict, budget: list[int]) -> np.ndarray:
     return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
 
 
-def encode(obj, refs: list | None = None, _budget: list[int] | None = None, _depth: int = 0):
-    """``obj`` as JSON-able data. ``refs``: objects sent as ``{"$ref": i}`` (identity)."""
+def encode(obj, refs: list | None = None, _budget: list[int] | None = None, _depth: int = 0,
+           remotes: list | None = None):
+    """``obj`` as JSON-able data. ``refs``: objects sent as ``{"$ref": i}`` (identity).
+
+    ``remotes`` (the trusted side only): a list that receives the objects that are *lent* rather
+    than copied -- a function the check passes, an optuna trial, a model class of the check's
+    own -- sent as ``{"$remote": i}``. The sandbox gets a stand-in whose calls come back here
+    (:func:`answer`), so the object never leaves the trusted process.
+    """
     budget = _budget if _budget is not None else [MAX_BYTES]
     if _depth > 20:
         raise CannotProxy("a value nested more than 20 levels deep")
@@ -108,7 +118,7 @@ def encode(obj, refs: list | None = None, _budget: list[int] | None = None, _dep
         return {"$npscalar": _array(np.asarray(obj), budget)}
     if isinstance(obj, np.ndarray):
         return {"$ndarray": _array(obj, budget)}
-    enc = lambda x: encode(x, refs, budget, _depth + 1)  # noqa: E731
+    enc = lambda x: encode(x, refs, budget, _depth + 1, remotes)  # noqa: E731
     if isinstance(obj, (list, tuple)):
         return {"$list" if isinstance(obj, list) else "$tuple": [enc(x) for x in obj]}
     if isinstance(obj, dict):
@@ -129,6 +139,17 @@ def encode(obj, refs: list | None = None, _budget: list[int] | None = None, _dep
         if obj.grad is not None:
             out["grad"] = enc(obj.grad)
         return out
+    if type(obj).__module__.startswith("optuna.distributions"):
+        from optuna.distributions import distribution_to_json
+
+        return {"$distribution": distribution_to_json(obj)}
+    if isinstance(obj, _namespaces()):
+        return {"$namespace": type(obj).__name__, "fields": {k: enc(v) for k, v in _fields(obj)}}
+    if remotes is not None and _lendable(obj) is not None:
+        remotes.append(obj)
+        methods, attrs, call = _lendable(obj)
+        return {"$remote": len(remotes) - 1, "methods": sorted(methods), "attrs": sorted(attrs),
+                "call": call, "type": type(obj).__name__}
     if isinstance(obj, torch.nn.Module):
         name = type(obj).__name__
         if type(obj).__module__.split(".")[0] != "torch" or name not in MODULES:
@@ -142,14 +163,19 @@ def encode(obj, refs: list | None = None, _budget: list[int] | None = None, _dep
     raise CannotProxy(f"a value of type {type(obj).__qualname__} cannot be sent")
 
 
-def decode(data, refs: list | None = None, _budget: list[int] | None = None, _depth: int = 0):
-    """The object :func:`encode` described; never runs code named by the data."""
+def decode(data, refs: list | None = None, _budget: list[int] | None = None, _depth: int = 0,
+           callback=None):
+    """The object :func:`encode` described; never runs code named by the data.
+
+    ``callback(remote, attr, args, kwargs)`` (the sandbox side): how a lent object's stand-in
+    calls back; without one, lent objects cannot be decoded.
+    """
     budget = _budget if _budget is not None else [MAX_BYTES]
     if _depth > 20:
         raise CannotProxy("a value nested more than 20 levels deep")
     if data is None or isinstance(data, (bool, int, float, str)):
         return data
-    dec = lambda x: decode(x, refs, budget, _depth + 1)  # noqa: E731
+    dec = lambda x: decode(x, refs, budget, _depth + 1, callback)  # noqa: E731
     if not isinstance(data, dict) or len(data) == 0:
         raise CannotProxy("malformed data")
     if "$ref" in data:
@@ -171,6 +197,26 @@ def decode(data, refs: list | None = None, _budget: list[int] | None = None, _de
         return tuple(dec(x) for x in data["$tuple"])
     if "$dict" in data:
         return {str(k): dec(v) for k, v in data["$dict"].items()}
+    if "$distribution" in data:
+        from optuna.distributions import json_to_distribution
+
+        try:
+            return json_to_distribution(str(data["$distribution"]))
+        except Exception as exc:  # noqa: BLE001
+            raise CannotProxy("a malformed optuna distribution") from exc
+    if "$namespace" in data:
+        fields = {str(k): dec(v) for k, v in dict(data.get("fields") or {}).items()}
+        if data["$namespace"] == "Dataset":
+            from nncourse.data import Dataset
+
+            return Dataset(**fields)
+        return SimpleNamespace(**fields)
+    if "$remote" in data:
+        if callback is None or not isinstance(data["$remote"], int):
+            raise CannotProxy("an object lent by the grader, with no way to call it back")
+        return _Remote(data["$remote"], [str(m) for m in data.get("methods", [])],
+                       [str(a) for a in data.get("attrs", [])], bool(data.get("call")),
+                       str(data.get("type", "object")), callback)
     torch = _torch()
     if "$generator" in data:
         g = torch.Generator()
@@ -218,18 +264,155 @@ def _flat_args(args: tuple, kwargs: dict) -> list:
     return [*args, *kwargs.values()]
 
 
-def serve(fn, payload: dict) -> dict:
+# --- objects lent to the student's code (calls come back to the trusted process) ---------------
+
+CALLBACK_MARK = "\x00nncourse-callback "  # the prompt of a call-back sent through input()
+# what a stand-in may do with a lent object, by type (name as type(obj).__module__ + qualname)
+LENT_METHODS = {
+    "optuna.trial._trial.Trial": ({"suggest_float", "suggest_int", "suggest_categorical",
+                                   "report", "should_prune", "set_user_attr"},
+                                  {"number", "params", "distributions", "user_attrs"}),
+}
+_MODULE_METHODS = ({"forward", "eval", "train"}, {"training"})
+
+
+def _namespaces():
+    from nncourse.data import Dataset
+
+    return (Dataset, SimpleNamespace)
+
+
+def _fields(obj):
+    return list(vars(obj).items()) if isinstance(obj, SimpleNamespace) else [
+        (f, getattr(obj, f)) for f in obj.__dataclass_fields__]
+
+
+def _lendable(obj):
+    """``(methods, attributes, callable)`` a stand-in for ``obj`` offers, or None."""
+    import types
+
+    kind = f"{type(obj).__module__}.{type(obj).__qualname__}"
+    if kind in LENT_METHODS:
+        methods, attrs = LENT_METHODS[kind]
+        return methods, attrs, False
+    torch = _torch()
+    if isinstance(obj, torch.nn.Module) and (
+            type(obj).__module__.split(".")[0] != "torch" or type(obj).__name__ not in MODULES):
+        return (*_MODULE_METHODS, True)  # a model class of the check's own: call it, no more
+    if isinstance(obj, (types.FunctionType, types.MethodType, types.BuiltinFunctionType)):
+        return set(), set(), True
+    return None
+
+
+class _Remote:
+    """In the sandbox: stands for an object the grader lent; every use is a call back."""
+
+    def __init__(self, rid, methods, attrs, call, kind, callback):
+        object.__setattr__(self, "_r", (rid, frozenset(methods), frozenset(attrs), call, kind,
+                                        callback))
+
+    def __call__(self, *args, **kwargs):
+        rid, _, _, call, kind, callback = self._r
+        if not call:
+            raise TypeError(f"the grader's {kind} cannot be called")
+        return callback(rid, None, args, kwargs)
+
+    def __getattr__(self, name):
+        rid, methods, attrs, _, kind, callback = object.__getattribute__(self, "_r")
+        if name in methods:
+            return lambda *args, **kwargs: callback(rid, name, args, kwargs)
+        if name in attrs:
+            return callback(rid, name, None, None)
+        raise AttributeError(f"the grader's {kind} offers only "
+                             f"{', '.join(sorted(methods | attrs)) or 'calls'} here, not {name!r}")
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"the grader's {self._r[4]} cannot be changed here")
+
+    def __repr__(self):
+        return f"<the grader's {self._r[4]}>"
+
+
+def _encode_each(values) -> list:
+    out = []
+    for v in values:
+        try:
+            out.append(encode(v))
+        except CannotProxy:
+            out.append(None)
+    return out
+
+
+def answer(remotes: list, originals: list, text: str, errors: list) -> str:
+    """The trusted side of a call back: run ``remotes[i]`` (or its allowed method) on the call.
+
+    ``originals``: the check's own arguments of the call in progress; the sandbox sends their
+    current state first (a gradient checker perturbs ``x`` in place, then calls ``f``, which
+    reads it). An exception the check's own code raises (its verdict, e.g. a failed
+    expectation inside a scoring function) goes into ``errors``, so that the check ends with it
+    whatever the student's code does with the exception it receives.
+    """
+    try:
+        req = json.loads(text)
+        rid, attr = req["remote"], req.get("attr")
+        if not isinstance(rid, int) or not 0 <= rid < len(remotes):
+            raise CannotProxy("a call back to an unknown object")
+        target = remotes[rid]
+        for original, data in zip(originals, req.get("state") or []):
+            if data is not None:
+                _copy_into(original, decode(data))
+        methods, attrs, call = _lendable(target)
+        if attr is None:
+            if not call:
+                raise TypeError("this object cannot be called")
+            fn = target
+        elif req.get("get"):
+            if attr not in attrs:
+                raise AttributeError(f"{attr!r} is not offered")
+            return json.dumps({"result": encode(getattr(target, attr), remotes=remotes)})
+        elif attr in methods:
+            fn = getattr(target, attr)
+        else:
+            raise AttributeError(f"{attr!r} is not offered")
+        args, kwargs = decode(req.get("args")), decode(req.get("kwargs"))
+        try:
+            result = fn(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - the check's own code failed: its verdict
+            errors.append(exc)
+            raise
+        return json.dumps({"result": encode(result, remotes=remotes)})
+    except Exception as exc:  # noqa: BLE001 - sent to the sandbox as the call's exception
+        return json.dumps({"error": {"type": type(exc).__name__, "message": str(exc)[:2000]}})
+
+
+def serve(fn, payload: dict, channel=None) -> dict:
     """In the sandbox: decode the call, run ``fn``, encode the outcome. Never raises.
 
     The reply holds the result (``$ref`` when it is an argument), every argument after the
     call (so in-place changes travel back), or the exception's type name and message.
+    ``channel(text) -> text`` carries call-backs of lent objects to the trusted side.
     """
+    flat: list = []
+
+    def callback(rid, attr, args, kwargs):
+        if channel is None:
+            raise RuntimeError("no way to reach the grader")
+        request = {"remote": rid, "attr": attr, "get": args is None,
+                   "args": encode(tuple(args or ())), "kwargs": encode(dict(kwargs or {})),
+                   "state": _encode_each(flat)}
+        reply = json.loads(channel(json.dumps(request)))
+        if "error" in reply:
+            err = reply["error"] if isinstance(reply["error"], dict) else {}
+            name, message = str(err.get("type", "Exception")), str(err.get("message", ""))
+            raise _EXCEPTIONS.get(name, RuntimeError)(message)
+        return decode(reply.get("result"), callback=callback)
+
     try:
-        args = decode(payload["args"])
-        kwargs = decode(payload["kwargs"])
+        args = decode(payload["args"], callback=callback)
+        kwargs = decode(payload["kwargs"], callback=callback)
     except Exception as exc:  # noqa: BLE001
         return {"error": {"type": "CannotProxy", "message": str(exc)}}
-    flat = _flat_args(args, kwargs)
+    flat[:] = _flat_args(args, kwargs)
     try:
         result = fn(*args, **kwargs)
     except BaseException as exc:  # noqa: BLE001 - the check decides what an exception means
@@ -239,17 +422,16 @@ def serve(fn, payload: dict) -> dict:
             out = {"result": encode(result, refs=flat)}
         except CannotProxy as exc:
             out = {"error": {"type": "CannotProxy", "message": f"the function returned {exc}"}}
-    try:
-        out["after"] = [encode(a) for a in flat]
-    except CannotProxy:
-        out["after"] = None
+    out["after"] = _encode_each(flat)
     return out
 
 
 def serve_named(name: str, text: str) -> str:
-    """The kernel's end: call the notebook's function ``name`` on the JSON call ``text``."""
-    import json
+    """The kernel's end: call the notebook's function ``name`` on the JSON call ``text``.
 
+    Call-backs travel as ``input()`` requests (the kernel's stdin channel), which the grader
+    answers.
+    """
     try:
         ns = get_ipython().user_ns  # noqa: F821 - inside IPython
     except NameError:
@@ -258,7 +440,8 @@ def serve_named(name: str, text: str) -> str:
     if not callable(fn):
         return json.dumps({"error": {"type": "NameError",
                                      "message": f"name {name!r} is not defined as a function"}})
-    return json.dumps(serve(fn, json.loads(text)))
+    ask = __builtins__["input"] if isinstance(__builtins__, dict) else __builtins__.input
+    return json.dumps(serve(fn, json.loads(text), channel=lambda t: ask(CALLBACK_MARK + t)))
 
 
 _EXCEPTIONS = {e.__name__: e for e in (
@@ -308,8 +491,9 @@ def _copy_into(original, after) -> None:
 class Proxy:
     """Stands for the student's function ``name`` in a check run by the trusted process.
 
-    ``transport(name, payload) -> reply`` carries a call to the sandbox (and :func:`serve`
-    there); in tests it can call :func:`serve` directly.
+    ``transport(name, payload, on_callback) -> reply`` carries a call to the sandbox (and
+    :func:`serve` there) and answers the call-backs of lent objects with ``on_callback(text)
+    -> text``; in tests it can call :func:`serve` directly.
     """
 
     def __init__(self, name: str, transport):
@@ -322,18 +506,25 @@ class Proxy:
 
     def __call__(self, *args, **kwargs):
         flat = _flat_args(args, kwargs)
+        remotes: list = []
         try:
-            payload = {"args": encode(args), "kwargs": encode(kwargs)}
+            payload = {"args": encode(args, remotes=remotes),
+                       "kwargs": encode(kwargs, remotes=remotes)}
         except CannotProxy as exc:
             self.cannot = f"the check passes {exc}"
             raise
-        reply = self._transport(self.__name__, payload)
+        errors: list = []
+        reply = self._transport(self.__name__, payload,
+                                lambda text: answer(remotes, flat, text, errors))
+        if errors:  # the check's own code (e.g. a scoring function it lent) failed: its verdict
+            raise errors[0]
         if not isinstance(reply, dict):
             raise StudentError("the sandbox sent back a malformed reply")
         after = reply.get("after")
         if isinstance(after, list) and len(after) == len(flat):
             for original, data in zip(flat, after):
-                _copy_into(original, decode(data))
+                if data is not None:
+                    _copy_into(original, decode(data))
         if "error" in reply:
             err = reply["error"] if isinstance(reply["error"], dict) else {}
             name, message = str(err.get("type", "Exception")), str(err.get("message", ""))

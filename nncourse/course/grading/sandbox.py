@@ -461,15 +461,39 @@ class _Fallback(Exception):
     """The check cannot run in the trusted process: run its cell in the kernel instead."""
 
 
-async def _kernel_call(client, name: str, payload: dict) -> dict:
-    """Call the notebook's function ``name`` in the kernel (proxy.serve_named); its reply."""
+async def _kernel_call(client, name: str, payload: dict, on_callback=None) -> dict:
+    """Call the notebook's function ``name`` in the kernel (proxy.serve_named); its reply.
+
+    While the call runs, the kernel's ``input()`` requests that carry a call-back of an object
+    the check lent (proxy.CALLBACK_MARK) are answered by ``on_callback`` in this process; any
+    other ``input()`` gets an empty line.
+    """
+    import queue
+
     from jupyter_core.utils import ensure_async
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import proxy as px
 
     code = (f"_nncourse_reply = __import__('_nncourse_proxy').serve_named("
             f"{name!r}, {json.dumps(payload)!r})")
-    msg_id = client.kc.execute(code, silent=False, store_history=False, allow_stdin=False,
+    msg_id = client.kc.execute(code, silent=False, store_history=False, allow_stdin=True,
                                user_expressions={"r": "_nncourse_reply"}, stop_on_error=False)
-    reply = await ensure_async(client.async_wait_for_reply(msg_id))
+    waiting = asyncio.ensure_future(ensure_async(client.async_wait_for_reply(msg_id)))
+    loop = asyncio.get_running_loop()
+    while not waiting.done():
+        try:
+            msg = await ensure_async(client.kc.get_stdin_msg(timeout=0.05))
+        except (queue.Empty, TimeoutError, asyncio.TimeoutError):
+            continue
+        if msg.get("header", {}).get("msg_type") != "input_request":
+            continue
+        prompt = str(msg.get("content", {}).get("prompt", ""))
+        text = ""
+        if on_callback is not None and prompt.startswith(px.CALLBACK_MARK):
+            text = await loop.run_in_executor(None, on_callback, prompt[len(px.CALLBACK_MARK):])
+        client.kc.input(text)
+    reply = await waiting
     if reply is None:
         raise TimeoutError("the kernel did not answer")
     content = reply.get("content", {})
@@ -501,8 +525,9 @@ async def _trusted_check(client, cell, spec: dict, limit: float) -> tuple[str, l
     loop = asyncio.get_running_loop()
     failure: list[BaseException] = []
 
-    def transport(name, payload):
-        fut = asyncio.run_coroutine_threadsafe(_kernel_call(client, name, payload), loop)
+    def transport(name, payload, on_callback):
+        fut = asyncio.run_coroutine_threadsafe(_kernel_call(client, name, payload, on_callback),
+                                               loop)
         try:
             return fut.result(timeout=limit + 10)
         except BaseException as exc:  # a timeout or a dead kernel: stop the check there

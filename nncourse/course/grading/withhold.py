@@ -90,8 +90,8 @@ def _probe(spec: dict, functions: dict) -> str | None:
 
     from . import proxy as px
 
-    def transport(name, payload):
-        reply = px.serve(functions.get(name), json.loads(json.dumps(payload)))
+    def transport(name, payload, on_callback):
+        reply = px.serve(functions.get(name), json.loads(json.dumps(payload)), on_callback)
         return json.loads(json.dumps(reply))
 
     proxies = [px.Proxy(name, transport) for name in spec["args"]]
