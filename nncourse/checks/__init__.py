@@ -158,12 +158,14 @@ class Exercise:
             self.fail(f"expected {what} to have shape {exp_a.shape}, got {got_a.shape}", hint)
         if not np.allclose(got_a.astype(float), exp_a, rtol=rtol, atol=atol, equal_nan=True):
             if exp_a.ndim == 0:
-                self.fail(f"{what} is wrong: expected {_fmt(exp_a)}, got {_fmt(got_a)}", hint)
+                e, g = _fmt_pair(exp_a, got_a)
+                self.fail(f"{what} is wrong: expected {e}, got {g}", hint)
             diff = np.abs(got_a.astype(float) - exp_a)
             i = np.unravel_index(int(np.nanargmax(np.where(np.isnan(diff), np.inf, diff))),
                                  diff.shape)
+            e, g = _fmt_pair(exp_a[i], got_a[i])
             self.fail(f"{what} is wrong: at index {tuple(int(k) for k in i)} expected "
-                      f"{_fmt(exp_a[i])}, got {_fmt(got_a[i])}", hint)
+                      f"{e}, got {g}", hint)
 
     def matches(self, fn: Callable, *args, expected, call: str, hint: str | None = None,
                 rtol: float = 1e-5, atol: float = 1e-8, dtype: str | None = "float") -> np.ndarray:
@@ -192,6 +194,18 @@ def _sentence(text: str) -> str:
 def _fmt(x) -> str:
     x = float(x)
     return repr(x) if not math.isfinite(x) else f"{x:.6g}"
+
+
+def _fmt_pair(expected, got) -> tuple[str, str]:
+    """Both numbers with the fewest significant digits (at least 6) that tell them apart."""
+    e, g = float(expected), float(got)
+    for digits in range(6, 18):
+        if not (math.isfinite(e) and math.isfinite(g)):
+            break
+        a, b = f"{e:.{digits}g}", f"{g:.{digits}g}"
+        if a != b:
+            return a, b
+    return _fmt(e), _fmt(g)
 
 
 @contextmanager

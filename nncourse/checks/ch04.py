@@ -31,7 +31,8 @@ def _autograd(fn, x, **kw) -> torch.Tensor:
 def ex4_1_leaky_relu(leaky_relu, leaky_relu_grad) -> None:
     """Exercise 4.1: ``leaky_relu(x, negative_slope)`` and its derivative, for torch tensors."""
     with exercise("4.1", points=2, name="leaky ReLU") as ex:
-        x = _inputs(41)
+        # 0 itself is an input: torch's slope there is negative_slope (x > 0 is the test)
+        x = torch.cat([_inputs(41), torch.zeros(2, dtype=torch.float64)])
         for a in (0.01, 0.2):
             ex.matches(leaky_relu, x.clone(), a, expected=F.leaky_relu(x, a).numpy(),
                        call=f"leaky_relu(x, negative_slope={a})",
@@ -41,7 +42,7 @@ def ex4_1_leaky_relu(leaky_relu, leaky_relu_grad) -> None:
                        expected=_autograd(F.leaky_relu, x, negative_slope=a).numpy(),
                        call=f"leaky_relu_grad(x, negative_slope={a})",
                        hint="the derivative is 1 where x > 0 and negative_slope elsewhere -- "
-                            "never 0, which is the whole point")
+                            "x = 0 included, as in torch -- never 0, which is the whole point")
 
 
 def ex4_2_elu_selu(elu, elu_grad, selu) -> None:

@@ -62,12 +62,32 @@ def ex8_2_dropout(dropout) -> None:
                                shape=tuple(x.shape))
                 ex.true(torch.equal(x, original), f"{call} changed its input x in place",
                         "build a new tensor, e.g. x * mask / (1 - p)")
-                dropped = float(np.mean(out == 0))
+                zero = out == 0
+                ex.true(not all(np.array_equal(zero[0], row) for row in zero[1:]),
+                        f"{call} zeroed the same columns in all {len(zero)} rows of the batch",
+                        "draw one random number per entry of x (a mask with x's full shape), "
+                        "not one mask shared by every example")
+                dropped = float(np.mean(zero))
+                by_col, by_row = zero.mean(axis=0), zero.mean(axis=1)
+                # 200 rows: a column's drop rate has sd <= 0.035; 500 columns: a row's <= 0.023
+                worst = max(float(np.abs(by_col - dropped).max()),
+                            float(np.abs(by_row - dropped).max()))
+                ex.true(worst < 0.2,
+                        f"{call} drops some positions far more often than others (a row's or "
+                        f"a column's drop rate is {worst:.0%} away from the overall "
+                        f"{dropped:.0%})",
+                        "every entry must have the same chance p of being dropped, wherever it "
+                        "is in x, drawn afresh on every call")
                 ex.true(abs(dropped - p) < 0.015,
                         f"{call} zeroed {dropped:.1%} of the entries, expected about {p:.0%}",
-                        "keep an entry when torch.rand(...) >= p, so it is dropped with "
-                        "probability p")
-                kept = out != 0
+                        "an entry is dropped with probability p, so it is kept with probability "
+                        "1 - p")
+                again = ex.array(ex.call(dropout, x, p, True, call=call), call,
+                                 shape=tuple(x.shape)) == 0
+                ex.true(not np.array_equal(again, zero),
+                        f"two calls of {call} zeroed exactly the same positions",
+                        "dropout draws a fresh random mask on every call (torch.rand_like(x))")
+                kept = ~zero
                 ex.close(out[kept], (original.numpy() / (1 - p))[kept],
                          f"the output of {call} at the kept positions", rtol=1e-5,
                          hint="inverted dropout scales the kept entries by 1 / (1 - p)")

@@ -36,7 +36,9 @@ def _mask(ex, value, what, shape):
 def _compare_mask(ex, got, expected, what, extra_hint=""):
     n_exp, n_got = int((expected == 0).sum()), int((got == 0).sum())
     ex.true(n_got == n_exp, f"{what} prunes {n_got} weights, expected {n_exp}",
-            "prune k = round(amount * n) weights, the rule torch.nn.utils.prune uses" + extra_hint)
+            "prune k = round(amount * n) weights, the rule torch.nn.utils.prune uses: Python's "
+            "round, which sends a .5 to the even neighbour (round(6.5) == 6), not math.ceil or "
+            "int(x + 0.5)" + extra_hint)
     wrong = int((got != expected).sum())
     ex.true(wrong == 0, f"{what} prunes the right number of weights but {wrong} of the "
             "positions differ from torch.nn.utils.prune's mask",
@@ -46,7 +48,10 @@ def _compare_mask(ex, got, expected, what, extra_hint=""):
 def ex10_1_magnitude_mask(magnitude_mask) -> None:
     """Exercise 10.1: ``magnitude_mask(weight, amount)`` == ``prune.l1_unstructured``'s mask."""
     with exercise("10.1", points=2, name="magnitude_mask") as ex:
-        cases = [((6, 5), 0.25), ((10, 3), 0.25), ((40,), 0.5), ((8, 8), 0.9), ((4, 7), 0.0)]
+        # amount * n = 7.5, 7.5, 20, 57.6, 0, then 6.5 and 2.5: torch rounds half to even (6, 2),
+        # so math.ceil, int(x + 0.5) and floor each miss at least one case
+        cases = [((6, 5), 0.25), ((10, 3), 0.25), ((40,), 0.5), ((8, 8), 0.9), ((4, 7), 0.0),
+                 ((13,), 0.5), ((5, 1), 0.5)]
         for seed, (shape, amount) in enumerate(cases):
             w = _weights(100 + seed, shape)[0]
             original = w.clone()

@@ -94,6 +94,7 @@ EX2_SPACE = {
     "lr": FloatDistribution(1e-5, 1e-1, log=True),
     "dropout": FloatDistribution(0.0, 0.5),
     "n_layers": IntDistribution(1, 3),
+    "units": IntDistribution(8, 128, log=True),
     "activation": CategoricalDistribution(("relu", "tanh", "sigmoid")),
 }
 
@@ -144,10 +145,34 @@ def ex11_2_random_search(random_search) -> None:
                 and set(int(v) for v in layers) == {1, 2, 3},
                 f"n_layers should take each integer 1, 2, 3; yours took {sorted(set(layers))}",
                 "rng.integers(low, high + 1) includes high")
+        units = [c["units"] for c in calls]
+        ex.true(all(isinstance(v, (int, np.integer)) and 8 <= v <= 128 for v in units),
+                "units must be integers from 8 to 128, got e.g. "
+                f"{next((v for v in units if not isinstance(v, (int, np.integer))), min(units))!r}",
+                "round the log-uniform draw and convert it with int(...)")
+        below = float(np.mean(np.asarray(units) < 32))
+        ex.true(0.4 <= below <= 0.6,
+                f"{below:.0%} of your units values are below 32, the middle of [8, 128] on a log "
+                "scale; a log-uniform draw puts about half there (and 20% when every integer is "
+                "equally likely)",
+                "units has log=True: draw a float log-uniformly on [low - 0.5, high + 0.5], "
+                "then round it")
         acts = {c["activation"] for c in calls}
         ex.true(acts == set(EX2_SPACE["activation"].choices),
                 f"activation should take every choice; yours took {sorted(map(str, acts))}",
                 "pick an index with rng.integers(len(dist.choices))")
+        # the integers' distribution needs more draws: 4000 trials, sd of a frequency 0.0075
+        counts: list[dict] = []
+        ex.call(random_search, lambda c: counts.append(dict(c)) or 0.0, dict(EX2_SPACE), 4000, 9,
+                call="random_search(score, space, n_trials=4000, seed=9)")
+        freq = {k: float(np.mean([int(c["n_layers"]) == k for c in counts])) for k in (1, 2, 3)}
+        ex.true(len(counts) == 4000 and all(abs(f - 1 / 3) < 0.04 for f in freq.values()),
+                "over 4000 draws n_layers (1..3, log=False) came out "
+                + ", ".join(f"{k}: {f:.1%}" for k, f in freq.items())
+                + "; each integer should get about 33%",
+                "round(rng.uniform(low, high)) gives the two end values half the chance of the "
+                "others: draw on [low - 0.5, high + 0.5] before rounding, or use "
+                "rng.integers(low, high + 1)")
         best_config, best_score = out
         best = int(np.argmax(scores))
         ex.close(ex.number(best_score, "best_score"), scores[best], "best_score",

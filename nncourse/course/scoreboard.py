@@ -62,6 +62,33 @@ def format_scoreboard(results: list[Result], title: str = "") -> str:
     return "\n".join(lines)
 
 
+def _ipc_kernel_manager():
+    """A KernelManager class that talks to its kernel over IPC (Unix sockets), not TCP.
+
+    Over TCP ipykernel warns on every start that the connection is not encrypted ("Kernel is
+    running over TCP without encryption"); a local course run has no use for a network port.
+    The sockets go to the (temporary, private) Jupyter runtime directory of the run.
+    """
+    import os
+
+    from jupyter_client.manager import KernelManager
+
+    class IPCKernelManager(KernelManager):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.transport = "ipc"
+            runtime = os.environ.get("JUPYTER_RUNTIME_DIR") or str(path_for_sockets())
+            self.ip = os.path.join(runtime, "nncourse-kernel")
+
+    return IPCKernelManager
+
+
+def path_for_sockets() -> Path:
+    import tempfile
+
+    return Path(tempfile.mkdtemp(prefix="nncourse-ipc-"))
+
+
 def check_notebook(path: Path, timeout: int = 300) -> list[Result]:
     nb = nbs.read(path)
     nbs.exercises(nb)
@@ -69,7 +96,8 @@ def check_notebook(path: Path, timeout: int = 300) -> list[Result]:
     for cell in work.cells:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
-    nbs.execute(work, cwd=path.parent, timeout=timeout, allow_errors=True)
+    nbs.execute(work, cwd=path.parent, timeout=timeout, allow_errors=True,
+                kernel_manager_class=_ipc_kernel_manager())
     return score(work)
 
 

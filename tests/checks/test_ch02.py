@@ -203,3 +203,13 @@ def test_2_4_fails_on_wrong_answers():
     fails(check.ex2_4_diagnose, lambda norms: "Vanishing", "one of the strings")
     fails(check.ex2_4_diagnose, lambda norms: None, "one of the strings")
     fails(check.ex2_4_diagnose, lambda norms: "healthy", "expected 'vanishing'")
+
+    def vanishing_first(norms):  # issue 19: the rules checked in the wrong order
+        g = np.asarray(norms, dtype=float)
+        if np.all(np.isfinite(g)) and (g.max() < 1e-3 or g[0] * 100 < g[-1]):
+            return "vanishing"
+        return lab.diagnose(g)
+    msg = fails(check.ex2_4_diagnose, vanishing_first,
+                "returned 'vanishing', expected 'exploding' -- both the exploding and the "
+                "vanishing rule fire")
+    assert "exploding first" in msg

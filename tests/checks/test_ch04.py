@@ -24,6 +24,11 @@ def test_ex4_1_passes_on_reference(capsys):
 
 
 def test_ex4_1_fails_on_wrong_answers():
+    # issue 19: x >= 0 gives slope 1 at x = 0, torch gives negative_slope
+    fails(check.ex4_1_leaky_relu, A.leaky_relu,
+          lambda x, a=0.01: torch.where(x >= 0, torch.ones_like(x), torch.full_like(x, a)),
+          match=r"leaky_relu_grad\(x, negative_slope=0.01\) is wrong: at index \(\d+,\) "
+                r"expected 0.01, got 1.*x = 0 included")
     fails(check.ex4_1_leaky_relu, lambda x, a=0.01: A.relu(x), A.leaky_relu_grad,
           match=r"4\.1 .*leaky_relu\(x, negative_slope=0.01\) is wrong.*Hint")
     fails(check.ex4_1_leaky_relu, lambda x, a=0.01: A.leaky_relu(x, 0.01), A.leaky_relu_grad,

@@ -1,6 +1,7 @@
 """Chapter 10's checks pass on the reference answers and fail, clearly, on plausible wrong ones."""
 
 import copy
+import math
 
 import pytest
 import torch
@@ -39,6 +40,17 @@ def test_magnitude_mask_wrong_answers():
         w.mul_(mask)
         return mask
 
+    def rounding_up(how):  # issue 19: ceil / half-up differ from torch's round at 6.5 and 2.5
+        def mask_fn(w, amount):
+            mask = torch.ones_like(w)
+            mask.view(-1)[torch.argsort(w.abs().flatten())[:how(amount * w.numel())]] = 0
+            return mask
+        return mask_fn
+
+    fails(check.ex10_1_magnitude_mask, rounding_up(math.ceil),
+          r"amount=0.5\) prunes 7 weights, expected 6.*round\(6.5\) == 6")
+    fails(check.ex10_1_magnitude_mask, rounding_up(lambda v: int(v + 0.5)),
+          r"prunes 7 weights, expected 6")
     fails(check.ex10_1_magnitude_mask, truncating, r"prunes 7 weights, expected 8.*round")
     fails(check.ex10_1_magnitude_mask, signed, r"positions differ.*smallest absolute value")
     fails(check.ex10_1_magnitude_mask, in_place, "changed the weight")
