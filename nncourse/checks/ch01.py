@@ -45,9 +45,9 @@ def ex1_1_sigmoid(sigmoid, sigmoid_prime) -> None:
         ex.close(ds, backprop.sigmoid_prime(z), "sigmoid_prime(z)", rtol=1e-9, atol=1e-12,
                  hint="sigma'(z) = sigma(z) * (1 - sigma(z)): apply it to sigma(z), not to z")
         big = np.array([-1000.0, -50.0, 0.0, 50.0, 1000.0])
-        hint = ("np.exp(-z) overflows for z < -709 (and np.where evaluates both branches); "
-                "compute e = np.exp(-np.abs(z)), which never overflows, then use 1 / (1 + e) "
-                "where z >= 0 and e / (1 + e) where z < 0")
+        hint = ("np.exp(-z) overflows for z < -709 (and np.where evaluates both branches, so "
+                "it does not help on its own); find a form of sigma that only exponentiates "
+                "numbers <= 0 -- sigma(z) for z < 0 can be written with exp(z) instead")
         s = ex.array(ex.call(_no_overflow(ex, sigmoid, "sigmoid(z)", hint), big.copy(),
                              call="sigmoid(z)"), "sigmoid(z) for |z| up to 1000", shape=big.shape)
         ex.close(s, backprop.sigmoid(big), "sigmoid(z) for |z| up to 1000", rtol=1e-9,

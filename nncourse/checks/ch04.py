@@ -115,8 +115,9 @@ def ex4_4_dead_fraction(dead_fraction) -> None:
                 f"dead_fraction(model, X) must return fractions in [0, 1], got {got.tolist()}",
                 "divide the number of dead units by the layer's width")
         ex.close(got, expected, "dead_fraction(model, X)", rtol=1e-6,
-                 hint="a unit is dead when it outputs 0 for *every* example: "
-                      "(h == 0).all(dim=0).float().mean() on each ReLU's output h")
+                 hint="a unit is dead only when its ReLU outputs 0 for *every* example of the "
+                      "batch -- not on average, not for most of them -- and the fraction is over "
+                      "the units of one layer")
         ex.true(all(torch.equal(a, b) for a, b in zip(before, model.parameters())),
                 "dead_fraction(model, X) changed the model's parameters",
                 "only run the model forward, under torch.no_grad()")

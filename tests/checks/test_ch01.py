@@ -1,6 +1,7 @@
 """Each chapter 01 check passes on the reference answer and fails, with one clear sentence, on
 plausible wrong answers."""
 
+import re
 from functools import partial
 
 import numpy as np
@@ -142,8 +143,11 @@ def test_1_4_reference_passes(capsys):
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 def test_1_4_wrong_answers():
     rel = gc.relative_error
-    fails(check.ex1_4_gradient_checker, forward_difference, rel,
-          match=r"numerical_gradient\(f, x\) of f = sum\(exp\(c \* x\)\) is wrong.*central")
+    msg = fails(check.ex1_4_gradient_checker, forward_difference, rel,
+                match=r"numerical_gradient\(f, x\) of f = sum\(exp\(c \* x\)\) is wrong.*central")
+    # issue 19: enough digits to see the difference (not "expected 9.35043, got 9.35043")
+    expected, got = re.search(r"expected (\S+), got (\S+?)\.? Hint", msg).groups()
+    assert expected != got and float(expected) != float(got), msg
     fails(check.ex1_4_gradient_checker, not_restored, rel, match=r"left x changed")
     fails(check.ex1_4_gradient_checker, on_a_copy, rel,
           match=r"flags a correct backward pass: relative error 1, expected below 1e-06")
