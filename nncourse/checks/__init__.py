@@ -86,6 +86,12 @@ class Exercise:
         self.id = exercise_id
         self.points = points
         self.name = name
+        self.notes: list[str] = []
+
+    def note(self, text: str) -> None:
+        """A line printed just before the pass line (only when the check passes): what the
+        measured number means, for predict-and-measure exercises. Keep it deterministic."""
+        self.notes.append(text)
 
     def fail(self, message: str, hint: str | None = None):
         """Raise :class:`ExerciseError` with ``Exercise X.Y (name): message. Hint: hint``."""
@@ -225,6 +231,8 @@ def exercise(exercise_id: str, points: int, name: str):
             f"Exercise {exercise_id} ({name}): the check could not use your answer "
             f"({type(exc).__name__}: {exc}). Hint: compare what your answer returns with the "
             "description above the answer cell (type, shape, dtype).") from None
+    for line in ex.notes:
+        print(line)
     print(passed_line(exercise_id, points))
 
 

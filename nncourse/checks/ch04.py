@@ -11,7 +11,8 @@ from torch import nn
 
 from nncourse.checks import exercise
 
-__all__ = ["ex4_1_leaky_relu", "ex4_2_elu_selu", "ex4_3_softmax", "ex4_4_dead_fraction"]
+__all__ = ["ex4_1_leaky_relu", "ex4_2_elu_selu", "ex4_3_softmax", "ex4_4_dead_fraction",
+           "ex4_5_deep_std"]
 
 _LARGE = [-1e4, -1000.0, -50.0, -1.0, -1e-3, 0.5, 50.0, 1000.0, 1e4]
 
@@ -141,3 +142,40 @@ def _as_list(out):
             isinstance(v, torch.Tensor) and v.numel() == 1 for v in out):
         return [v.item() for v in out]
     return out
+
+
+# --- 4.5 predict, measure and explain ----------------------------------------------------------
+
+def deep_std_reference(activation: str, init: str) -> float:
+    """Exercise 4.5's experiment: std of the last hidden activation of a 50-layer MLP."""
+    from nncourse.diagnostics import layer_outputs
+    from nncourse.models import make_mlp
+
+    model = make_mlp(2, 2, width=64, depth=50, activation=activation, init=init, seed=0)
+    X = torch.randn(500, 2, generator=torch.Generator().manual_seed(0))
+    outputs = layer_outputs(model, X)
+    return list(outputs.values())[-1].std().item()
+
+
+def ex4_5_deep_std(deep_activation_std) -> None:
+    """Exercise 4.5: does SELU keep a 50-layer net's activations at unit scale? Measured."""
+    with exercise("4.5", points=2, name="measure self-normalization") as ex:
+        hint = ("build make_mlp(2, 2, width=64, depth=50, activation=activation, init=init, "
+                "seed=0), feed X = torch.randn(500, 2, generator=torch.Generator()."
+                "manual_seed(0)) and return the standard deviation (.std()) of the LAST "
+                "activation layer's output, e.g. the last value of diagnostics.layer_outputs")
+        refs = {}
+        for act, init in (("selu", "lecun_normal"), ("relu", "lecun_normal"),
+                          ("relu", "he_normal"), ("tanh", "xavier_normal")):
+            call = f"deep_activation_std({act!r}, {init!r})"
+            got = ex.number(ex.call(deep_activation_std, act, init, call=call), call)
+            refs[act, init] = deep_std_reference(act, init)
+            ex.close(got, refs[act, init], call, rtol=0.01, atol=1e-12, hint=hint)
+        ex.note("Measured std after 50 layers: SELU + LeCun "
+                f"{refs['selu', 'lecun_normal']:.3g}, ReLU + LeCun "
+                f"{refs['relu', 'lecun_normal']:.2g}, ReLU + He {refs['relu', 'he_normal']:.3g}, "
+                f"tanh + Xavier {refs['tanh', 'xavier_normal']:.3g}.")
+        ex.note("Why: SELU's constants make mean 0 / variance 1 a fixed point of each layer "
+                "(with LeCun-normal weights), so the scale stays near 1 at any depth. ReLU "
+                "halves the variance at each layer unless He's factor 2 restores it; even then "
+                "the scale drifts with depth, and with LeCun's weights it decays geometrically.")

@@ -2,7 +2,8 @@
 
 * 11.1 ``objective(trial, data, epochs)``: an Optuna objective for :data:`EX1_SPACE`;
 * 11.2 ``random_search(score, space, n_trials, seed)``: random search from scratch;
-* 11.3 ``select_and_test(candidates, data)``: pick on validation, evaluate once on test.
+* 11.3 ``select_and_test(candidates, data)``: pick on validation, evaluate once on test;
+* 11.4 ``top_hit_rate(n_trials, repeats, seed)``: how often random search reaches the top 5 %.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from nncourse import search
 from nncourse.checks import exercise
 from nncourse.data import load_moons
 
-__all__ = ["EX1_SPACE", "ex11_1_objective", "ex11_2_random_search", "ex11_3_select_and_test"]
+__all__ = ["EX1_SPACE", "ex11_1_objective", "ex11_2_random_search", "ex11_3_select_and_test",
+           "ex11_4_random_hits"]
 
 #: The search space of exercise 11.1: one hidden layer, Adam.
 EX1_SPACE = {
@@ -257,3 +259,34 @@ def ex11_3_select_and_test(select_and_test) -> None:
             ex.close(ex.number(acc, "test_accuracy"), test_acc[best],
                      f"test_accuracy of {best!r}", atol=1e-6,
                      hint="return the test accuracy of the winner, not its validation accuracy")
+
+
+# --- 11.4 predict, measure and explain ---------------------------------------------------------
+
+def top_hit_rate_reference(n_trials: int, repeats: int = 2000, seed: int = 0) -> float:
+    """Exercise 11.4's experiment: how often the best of ``n_trials`` random draws lands in the
+    top 5 % of the search space (scores uniform on [0, 1], so "top 5 %" is a score > 0.95)."""
+    rng = np.random.default_rng(seed)
+    best = rng.uniform(0, 1, size=(repeats, n_trials)).max(axis=1)
+    return float(np.mean(best > 0.95))
+
+
+def ex11_4_random_hits(top_hit_rate) -> None:
+    """Exercise 11.4: the chance that random search reaches the top 5 %, measured."""
+    with exercise("11.4", points=2, name="measure random search's odds") as ex:
+        refs = {}
+        for n in (1, 10, 60):
+            call = f"top_hit_rate({n}, repeats=2000, seed=1)"
+            got = ex.number(ex.call(top_hit_rate, n, 2000, 1, call=call), call)
+            refs[n] = top_hit_rate_reference(n, 2000, 85 + n)
+            # 2000 repeats: a measured rate has sd <= 0.011; 0.035 is > 3 sd
+            ex.true(abs(got - refs[n]) < 0.035,
+                    f"{call} returned {got:.3f}; re-running the experiment gives {refs[n]:.3f} "
+                    "(within 0.035 is accepted)",
+                    "repeat `repeats` times: draw n_trials scores uniformly on [0, 1], keep the "
+                    "best, count it a hit when it is above 0.95; return the fraction of hits")
+        ex.note(f"Measured: {refs[1]:.3f} with 1 trial, {refs[10]:.3f} with 10, {refs[60]:.3f} "
+                "with 60 -- the formula 1 - 0.95^n gives 0.05, 0.401, 0.954.")
+        ex.note("Why: each trial lands in the top 5 % with probability 0.05 whatever the number "
+                "of hyperparameters, so 60 random trials find a top-5 % configuration 95 % of "
+                "the time (Bergstra & Bengio, 2012) -- when the top 5 % is good enough.")

@@ -173,3 +173,28 @@ def test_8_4_failures():
         fails(check.ex8_4_max_norm, wrong, r"W after max_norm_\(W, 2.0\) .* is wrong")
     fails(check.ex8_4_max_norm, no_return, r"max_norm_\(W, 2.0\) returned None")
     fails(check.ex8_4_max_norm, lambda W, c: np.zeros(3), r"shape \(7, 5\)")
+
+
+# --- 8.5 predict, measure and explain ---------------------------------------------------------
+
+def _dropout_std(p, kind="inverted"):
+    torch.manual_seed(0)
+    ones = torch.ones(200_000)
+    out = torch.nn.functional.dropout(ones, p, training=kind != "eval")
+    if kind == "mask":
+        return (out != 0).float().std().item()
+    if kind == "var":
+        return out.var().item()
+    return out.std().item()
+
+
+def test_8_5_passes_and_explains(capsys):
+    check.ex8_5_dropout_noise(_dropout_std)
+    out = capsys.readouterr().out
+    assert out.endswith("Exercise 8.5 passed (2 points)\n") and "sqrt(p / (1 - p))" in out
+
+
+@pytest.mark.parametrize("kind", ["mask", "var", "eval"])
+def test_8_5_wrong_answers(kind):
+    fails(check.ex8_5_dropout_noise, lambda p: _dropout_std(p, kind),
+          r"dropout_std\(0.1\) returned .* re-running the experiment gives 0.33")

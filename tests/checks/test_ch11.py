@@ -222,3 +222,28 @@ def twice(candidates, data):
 ])
 def test_ex11_3_fails_on_wrong_answers(answer, fragments):
     fails(check.ex11_3_select_and_test, answer, *fragments)
+
+
+# --- 11.4 predict, measure and explain --------------------------------------------------------
+
+def top_hit_rate(n_trials, repeats=2000, seed=0, top=0.95, best=True):
+    rng = np.random.default_rng(seed)
+    scores = rng.uniform(0, 1, size=(repeats, n_trials))
+    if best:
+        return float(np.mean(scores.max(axis=1) > top))
+    return float(np.mean(scores > top))
+
+
+def test_ex11_4_passes_and_explains(capsys):
+    check.ex11_4_random_hits(top_hit_rate)
+    out = capsys.readouterr().out
+    assert out.endswith("Exercise 11.4 passed (2 points)\n") and "Bergstra" in out
+
+
+@pytest.mark.parametrize("answer, fragments", [
+    (lambda n, r, s: top_hit_rate(n, r, s, top=0.05), ["top_hit_rate(1, repeats=2000, seed=1)"]),
+    (lambda n, r, s: top_hit_rate(n, r, s, best=False), ["top_hit_rate(10, repeats=2000"]),
+    (lambda n, r, s: 0.95 ** n, ["top_hit_rate(1, repeats=2000, seed=1) returned 0.950"]),
+])
+def test_ex11_4_wrong_answers(answer, fragments):
+    fails(check.ex11_4_random_hits, answer, *fragments, "re-running the experiment")
