@@ -254,9 +254,12 @@ def ex1_5_step_size(gradcheck_error, best_eps) -> None:
                 f"{call} returned {got:g}; re-running the experiment the smallest error is at "
                 f"eps = {best:g} (one decade either side is accepted)",
                 "return the eps of EPS_GRID whose gradcheck_error is smallest")
+        def order(x):  # round-off values vary in their last digits: print the decade only
+            return f"~1e{round(math.log10(x)):+03d}"
+
         ex.note(f"Measured: error {refs[1e-2]:.1e} at eps = 1e-2, {refs[1e-4]:.1e} at 1e-4, "
-                f"smallest {refs[best]:.1e} at {best:g}, back up to {refs[1e-9]:.1e} at 1e-9 and "
-                f"{refs[1e-12]:.1e} at 1e-12.")
+                f"smallest ({order(refs[best])}) at eps = {best:g}, back up to "
+                f"{order(refs[1e-9])} at 1e-9 and {order(refs[1e-12])} at 1e-12.")
         ex.note("Why: the central difference's truncation error shrinks like eps^2 (100x per "
                 "decade), while round-off in f(x + eps) - f(x - eps) grows like 1e-16 / eps; "
                 "they balance near the cube root of float64's 1e-16, around 1e-5. In float32 "

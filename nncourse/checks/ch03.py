@@ -289,9 +289,9 @@ def ex3_5_deep_tanh(gradient_spread, best_scheme) -> None:
                 f"0, 1, 2, the smallest spread (geometric mean) belongs to {expected!r}",
                 "average over the three seeds before comparing (one seed can mislead), and "
                 "pick the smallest spread")
-        ex.note(f"Measured (one seed each): spread {refs['default']:.3g} with PyTorch's default "
-                f"init, {refs['he_normal']:.3g} with He, {refs['xavier_normal']:.3g} with Xavier; "
-                f"the smallest on average: {expected}.")
+        ex.note(f"Measured: spread {refs['default']:.3g} with PyTorch's default init (seed 0), "
+                f"{refs['he_normal']:.3g} with He (seed 2), {refs['xavier_normal']:.3g} with "
+                f"Xavier (seed 1); the smallest over seeds 0-2: {expected}.")
         ex.note("Why: tanh is linear near 0 with slope 1, so the variance-preserving scale for "
                 "it is Xavier's (about 1 / fan); PyTorch's default draws weights 3x smaller in "
                 "variance and the gradient shrinks layer by layer; He with tanh's gain 5/3 draws "

@@ -274,7 +274,7 @@ def ex10_5_pruning_budget(pruned_accuracy, sparsity_losing) -> None:
         from nncourse.training import accuracy
         base = accuracy(model, X, y)
         ex.note(f"Measured: unpruned {base:.3f}; global pruning keeps {refs[0.6]:.3f} at 60 % "
-                f"sparsity, loses 5 points first at {expected:.0%}, and falls to "
+                f"sparsity, loses 5 points first at {expected * 100:.0f} %, and falls to "
                 f"{refs[0.8]:.3f} at 80 %.")
         ex.note("Why: most weights of a trained network are small and redundant, so the first "
                 "half costs almost nothing; past a point pruning removes weights the function "

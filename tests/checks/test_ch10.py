@@ -198,7 +198,7 @@ def test_10_5_passes_and_explains(capsys):
     check.ex10_5_pruning_budget(_pruned_accuracy, _sparsity_losing)
     out = capsys.readouterr().out
     assert out.endswith("Exercise 10.5 passed (2 points)\n")
-    assert "loses 5 points first at 75%" in out
+    assert "loses 5 points first at 75 %" in out
 
 
 def test_10_5_the_answer_is_away_from_the_edge():
