@@ -70,6 +70,7 @@ def _ipc_kernel_manager():
     The sockets go to the (temporary, private) Jupyter runtime directory of the run.
     """
     import os
+    import tempfile
 
     from jupyter_client.manager import KernelManager
 
@@ -77,16 +78,11 @@ def _ipc_kernel_manager():
         def __init__(self, **kwargs):
             super().__init__(**kwargs)
             self.transport = "ipc"
-            runtime = os.environ.get("JUPYTER_RUNTIME_DIR") or str(path_for_sockets())
-            self.ip = os.path.join(runtime, "nncourse-kernel")
+            # nbs.execute points JUPYTER_RUNTIME_DIR at a private temporary directory
+            runtime = os.environ.get("JUPYTER_RUNTIME_DIR") or tempfile.gettempdir()
+            self.ip = os.path.join(runtime, f"nncourse-kernel-{os.getpid()}")
 
     return IPCKernelManager
-
-
-def path_for_sockets() -> Path:
-    import tempfile
-
-    return Path(tempfile.mkdtemp(prefix="nncourse-ipc-"))
 
 
 def check_notebook(path: Path, timeout: int = 300) -> list[Result]:
