@@ -29,7 +29,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
-__all__ = ["ExerciseError", "NotAttempted", "Exercise", "exercise", "passed_line"]
+__all__ = ["ExerciseError", "NotAttempted", "Exercise", "exercise", "passed_line", "one_thread",
+           "single_threaded"]
 
 
 class ExerciseError(Exception):
@@ -234,6 +235,36 @@ def exercise(exercise_id: str, points: int, name: str):
     for line in ex.notes:
         print(line)
     print(passed_line(exercise_id, points))
+
+
+@contextmanager
+def one_thread():
+    """Run torch on one thread inside the block, as ``nncourse.setup()`` does in a notebook.
+
+    A check that re-runs an experiment does it in whatever process calls it -- the grader's own,
+    for trusted checks, whose thread count nobody pinned. One thread gives the numbers the
+    learner's pinned kernel gives, and avoids the 20-70x slowdown measured for two OpenMP threads
+    on a loaded 2-core machine (a 1.4 s training took 109 s).
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def single_threaded(fn):
+    """Decorator: run ``fn`` inside :func:`one_thread`."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with one_thread():
+            return fn(*args, **kwargs)
+    return wrapper
 
 
 def _show_exercise_error(shell, etype, value, tb, tb_offset=None):

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nncourse.checks import exercise
+from nncourse.checks import exercise, single_threaded
 from nncourse.models import make_mlp
 
 __all__ = ["ex2_1_layer_grad_norms", "ex2_2_clip_grad_norm", "ex2_3_clip_grad_value",
@@ -201,6 +201,7 @@ def ex2_4_diagnose(diagnose) -> None:
 SCALES = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16)
 
 
+@single_threaded
 def gradient_ratio_reference(scale: float) -> float:
     """Exercise 2.5's experiment: first / last layer gradient norm of a 15-layer sigmoid net."""
     from nncourse.data import load_moons

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nncourse.checks import Exercise, exercise
+from nncourse.checks import Exercise, exercise, single_threaded
 
 __all__ = ["ex3_1_fans", "ex3_2_xavier_uniform", "ex3_3_kaiming_normal",
            "ex3_4_distinct_units", "distinct_units_reference",
@@ -248,6 +248,7 @@ def ex3_4_distinct_units(count_distinct_units) -> None:
 CANDIDATES = ("default", "xavier_normal", "he_normal", "lecun_normal")
 
 
+@single_threaded
 def gradient_spread_reference(scheme: str, seed: int = 0) -> float:
     """Exercise 3.5's experiment: max / min of the per-layer gradient norms of a 30-layer tanh
     MLP initialized with ``scheme``."""

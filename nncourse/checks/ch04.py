@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nncourse.checks import exercise
+from nncourse.checks import exercise, single_threaded
 
 __all__ = ["ex4_1_leaky_relu", "ex4_2_elu_selu", "ex4_3_softmax", "ex4_4_dead_fraction",
            "ex4_5_deep_std"]
@@ -146,6 +146,7 @@ def _as_list(out):
 
 # --- 4.5 predict, measure and explain ----------------------------------------------------------
 
+@single_threaded
 def deep_std_reference(activation: str, init: str) -> float:
     """Exercise 4.5's experiment: std of the last hidden activation of a 50-layer MLP."""
     from nncourse.diagnostics import layer_outputs

@@ -14,7 +14,7 @@ import torch
 import torch.nn.utils.prune as prune
 from torch import nn
 
-from nncourse.checks import exercise
+from nncourse.checks import exercise, single_threaded
 
 __all__ = ["ex10_1_magnitude_mask", "ex10_2_global_masks", "ex10_3_remove_weakest_neurons",
            "ex10_4_size_report", "ex10_5_pruning_budget", "AMOUNTS", "trained_digits_model"]
@@ -213,6 +213,7 @@ AMOUNTS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
 
 
 @functools.lru_cache(maxsize=1)
+@single_threaded
 def trained_digits_model():
     """Exercise 10.5's network: a 64-64-64-10 ReLU MLP trained 15 epochs on the digits (seeded).
 
@@ -229,6 +230,7 @@ def trained_digits_model():
     return model.eval(), data.X_val, data.y_val
 
 
+@single_threaded
 def pruned_accuracy_reference(model, X, y, amount: float) -> float:
     from nncourse.pruning import prune_magnitude
     from nncourse.training import accuracy
