@@ -7,6 +7,8 @@ logits large enough to overflow a naive ``np.exp``.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -16,7 +18,7 @@ from nncourse.checks import Exercise, exercise
 from nncourse.gradcheck import TOLERANCE
 
 __all__ = ["ex1_1_sigmoid", "ex1_2_dense_backward", "ex1_3_bce_with_logits",
-           "ex1_4_gradient_checker"]
+           "ex1_4_gradient_checker", "ex1_5_step_size", "EPS_GRID"]
 
 
 def _no_overflow(ex: Exercise, fn, label: str, hint: str):
@@ -45,9 +47,9 @@ def ex1_1_sigmoid(sigmoid, sigmoid_prime) -> None:
         ex.close(ds, backprop.sigmoid_prime(z), "sigmoid_prime(z)", rtol=1e-9, atol=1e-12,
                  hint="sigma'(z) = sigma(z) * (1 - sigma(z)): apply it to sigma(z), not to z")
         big = np.array([-1000.0, -50.0, 0.0, 50.0, 1000.0])
-        hint = ("np.exp(-z) overflows for z < -709 (and np.where evaluates both branches); "
-                "compute e = np.exp(-np.abs(z)), which never overflows, then use 1 / (1 + e) "
-                "where z >= 0 and e / (1 + e) where z < 0")
+        hint = ("np.exp(-z) overflows for z < -709 (and np.where evaluates both branches, so "
+                "it does not help on its own); find a form of sigma that only exponentiates "
+                "numbers <= 0 -- sigma(z) for z < 0 can be written with exp(z) instead")
         s = ex.array(ex.call(_no_overflow(ex, sigmoid, "sigmoid(z)", hint), big.copy(),
                              call="sigmoid(z)"), "sigmoid(z) for |z| up to 1000", shape=big.shape)
         ex.close(s, backprop.sigmoid(big), "sigmoid(z) for |z| up to 1000", rtol=1e-9,
@@ -202,3 +204,63 @@ def ex1_4_gradient_checker(numerical_gradient, relative_error) -> None:
                         f"error {err:.2g}, expected below {TOLERANCE:g}",
                         "perturb the array you were given in place (f reads it through the "
                         "network) and use the central difference with eps = 1e-6")
+
+
+# --- 1.5 predict, measure and explain ----------------------------------------------------------
+
+#: The step sizes exercise 1.5 scans, largest first.
+EPS_GRID = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9, 1e-10, 1e-11, 1e-12)
+
+
+def gradcheck_error_reference(eps: float) -> float:
+    """Exercise 1.5's experiment: the relative error of central differences with step ``eps``
+    on the first weight of a small tanh network (float64)."""
+    from nncourse import gradcheck
+
+    rng = np.random.default_rng(15)
+    xb, yb = rng.normal(size=(10, 3)), rng.integers(0, 2, 10)
+    net = backprop.MLP([3, 4, 1], "tanh", seed=15)
+    backprop.loss_and_backward(net, xb, yb)
+    analytic = net.gradients()["0.weight"].copy()
+    weight = net.parameters()["0.weight"]
+    numeric = gradcheck.numerical_gradient(lambda _: backprop.loss_value(net, xb, yb), weight,
+                                           eps)
+    return gradcheck.relative_error(analytic, numeric)
+
+
+def ex1_5_step_size(gradcheck_error, best_eps) -> None:
+    """Exercise 1.5: how the gradient check's error depends on the step, measured."""
+    with exercise("1.5", points=2, name="measure the best step size") as ex:
+        hint = ("use the network and batch of the statement (MLP([3, 4, 1], 'tanh', seed=15), "
+                "rng = np.random.default_rng(15) for x then y), the gradient of '0.weight' from "
+                "loss_and_backward, and your numerical_gradient and relative_error from 1.4")
+        refs = {eps: gradcheck_error_reference(eps) for eps in EPS_GRID}
+        for eps, rtol in ((1e-2, 0.01), (1e-4, 0.05), (1e-9, 2.0)):
+            call = f"gradcheck_error({eps:g})"
+            got = ex.number(ex.call(gradcheck_error, eps, call=call), call)
+            # truncation error (large eps) is exact arithmetic; round-off (small eps) varies
+            # with the order of operations, so it is accepted within a factor 3
+            ok = (abs(got - refs[eps]) <= rtol * refs[eps] if rtol < 1
+                  else refs[eps] / 3 <= got <= refs[eps] * 3)
+            accepted = f"within {rtol:.0%}" if rtol < 1 else "within a factor 3"
+            ex.true(ok, f"{call} returned {got:.3g}; re-running the experiment gives "
+                    f"{refs[eps]:.3g} ({accepted} is accepted)", hint)
+        best = min(refs, key=refs.get)
+        call = "best_eps()"
+        got = ex.number(ex.call(best_eps, call=call), call)
+        ex.true(any(math.isclose(got, e) for e in EPS_GRID),
+                f"{call} must return one of EPS_GRID, got {got:g}")
+        ex.true(best / 10.5 <= got <= best * 10.5,
+                f"{call} returned {got:g}; re-running the experiment the smallest error is at "
+                f"eps = {best:g} (one decade either side is accepted)",
+                "return the eps of EPS_GRID whose gradcheck_error is smallest")
+        def order(x):  # round-off values vary in their last digits: print the decade only
+            return f"~1e{round(math.log10(x)):+03d}"
+
+        ex.note(f"Measured: error {refs[1e-2]:.1e} at eps = 1e-2, {refs[1e-4]:.1e} at 1e-4, "
+                f"smallest ({order(refs[best])}) at eps = {best:g}, back up to "
+                f"{order(refs[1e-9])} at 1e-9 and {order(refs[1e-12])} at 1e-12.")
+        ex.note("Why: the central difference's truncation error shrinks like eps^2 (100x per "
+                "decade), while round-off in f(x + eps) - f(x - eps) grows like 1e-16 / eps; "
+                "they balance near the cube root of float64's 1e-16, around 1e-5. In float32 "
+                "(1e-7) the best eps is near 1e-2 or 1e-3: gradient checks run in float64.")

@@ -10,11 +10,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from nncourse.checks import exercise
+from nncourse.checks import exercise, single_threaded
 from nncourse.models import make_mlp
 
 __all__ = ["ex2_1_layer_grad_norms", "ex2_2_clip_grad_norm", "ex2_3_clip_grad_value",
-           "ex2_4_diagnose"]
+           "ex2_4_diagnose", "ex2_5_gradient_ratio", "SCALES"]
 
 
 def _model_with_grads(seed: int, widths, activation: str, batch_norm: bool) -> nn.Module:
@@ -155,6 +155,9 @@ def _profiles() -> list[tuple[np.ndarray, str]]:
         (noisy(np.full(n, 0.3)), "healthy"),
         (np.geomspace(0.02, 0.6, n), "healthy"),                # a factor 30: within 100
         (np.geomspace(5.0, 0.1, 6), "healthy"),                 # a factor 50 growth: within 100
+        # both rules fire: the order decides (exploding is checked first)
+        (np.geomspace(5e-4, 2e-7, 6), "exploding"),   # all below min_norm, but 2500x growth
+        (np.geomspace(0.5, 300.0, 5), "exploding"),   # shrinks 600x toward the input, but > 100
     ]
     return cases
 
@@ -176,12 +179,71 @@ _HINTS = {
 def ex2_4_diagnose(diagnose) -> None:
     """Exercise 2.4: label a gradient-norm profile 'vanishing', 'exploding' or 'healthy'."""
     with exercise("2.4", points=2, name="diagnose") as ex:
-        for k, (profile, expected) in enumerate(_profiles()):
+        profiles = _profiles()
+        for k, (profile, expected) in enumerate(profiles):
             arg = torch.tensor(profile, dtype=torch.float32) if k % 3 == 2 else profile.copy()
             call = f"diagnose({_short(profile)})"
             got = ex.call(diagnose, arg, call="diagnose(norms)")
             ex.true(isinstance(got, str) and got in _HINTS,
                     f"{call} returned {got!r}; expected one of the strings 'vanishing', "
                     "'exploding', 'healthy'", "return the label as a lowercase string")
-            ex.true(got == expected, f"{call} returned {got!r}, expected {expected!r}",
-                    _HINTS[expected])
+            both = k >= len(profiles) - 2
+            ex.true(got == expected, f"{call} returned {got!r}, expected {expected!r}"
+                    + (" -- both the exploding and the vanishing rule fire on this profile"
+                       if both else ""),
+                    "check the rules in the order given: exploding first, then vanishing"
+                    if both else _HINTS[expected])
+
+
+# --- 2.5 predict, measure and explain ----------------------------------------------------------
+
+#: The weight scales exercise 2.5 scans, smallest first.
+SCALES = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16)
+
+
+@single_threaded
+def gradient_ratio_reference(scale: float) -> float:
+    """Exercise 2.5's experiment: first / last layer gradient norm of a 15-layer sigmoid net."""
+    from nncourse.data import load_moons
+    from nncourse.diagnostics import gradient_norms
+
+    data = load_moons(n_samples=400, seed=0)
+    model = make_mlp(2, 2, width=32, depth=15, activation="sigmoid", init="xavier_normal",
+                     init_scale=scale, seed=0)
+    norms = gradient_norms(model, data.X_train, data.y_train)
+    return norms[0] / norms[-1]
+
+
+def smallest_scale_reference(threshold: float) -> float:
+    return next((s for s in SCALES if gradient_ratio_reference(s) > threshold), float("nan"))
+
+
+def ex2_5_gradient_ratio(grad_ratio, smallest_scale) -> None:
+    """Exercise 2.5: measure how weight scale sets the vanishing of a deep sigmoid net."""
+    with exercise("2.5", points=2, name="measure the vanishing gradient") as ex:
+        hint = ("build exactly the network of the statement -- make_mlp(2, 2, width=32, "
+                "depth=15, activation='sigmoid', init='xavier_normal', init_scale=scale, seed=0) "
+                "-- and divide the FIRST layer's gradient norm by the LAST layer's, with "
+                "diagnostics.gradient_norms on the training split of load_moons(n_samples=400, "
+                "seed=0)")
+        refs = {}
+        for scale in (1.0, 6.0, 10.0):
+            call = f"grad_ratio({scale:g})"
+            got = ex.number(ex.call(grad_ratio, scale, call=call), call)
+            refs[scale] = gradient_ratio_reference(scale)
+            ex.close(got, refs[scale], call, rtol=0.01, atol=0.0, hint=hint)
+        for threshold in (1e-2, 1e-4):
+            call = f"smallest_scale({threshold:g})"
+            got = ex.number(ex.call(smallest_scale, threshold, call=call), call)
+            expected = smallest_scale_reference(threshold)
+            ex.true(got == expected, f"{call} returned {got:g}; re-running the experiment, the "
+                    f"first scale of SCALES whose ratio exceeds {threshold:g} is {expected:g}",
+                    "scan SCALES from the smallest and return the first scale whose measured "
+                    "ratio is above the threshold (not the one closest to it)")
+        ex.note(f"Measured: with Xavier's scale the input layer gets {refs[1.0]:.1e} of the "
+                f"output layer's gradient; the ratio first exceeds 1e-2 at scale "
+                f"{smallest_scale_reference(1e-2):g} ({refs[10.0]:.2f} at scale 10).")
+        ex.note("Why: each sigmoid layer multiplies the gradient by w * sigma'(z) with "
+                "sigma' <= 0.25, so only weights several times larger than Xavier's keep the "
+                "product near 1 -- and weights that large saturate the units. Scaling weights up "
+                "is not the cure; ReLU with He init or normalization is.")

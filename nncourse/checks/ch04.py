@@ -9,9 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nncourse.checks import exercise
+from nncourse.checks import exercise, single_threaded
 
-__all__ = ["ex4_1_leaky_relu", "ex4_2_elu_selu", "ex4_3_softmax", "ex4_4_dead_fraction"]
+__all__ = ["ex4_1_leaky_relu", "ex4_2_elu_selu", "ex4_3_softmax", "ex4_4_dead_fraction",
+           "ex4_5_deep_std"]
 
 _LARGE = [-1e4, -1000.0, -50.0, -1.0, -1e-3, 0.5, 50.0, 1000.0, 1e4]
 
@@ -31,7 +32,8 @@ def _autograd(fn, x, **kw) -> torch.Tensor:
 def ex4_1_leaky_relu(leaky_relu, leaky_relu_grad) -> None:
     """Exercise 4.1: ``leaky_relu(x, negative_slope)`` and its derivative, for torch tensors."""
     with exercise("4.1", points=2, name="leaky ReLU") as ex:
-        x = _inputs(41)
+        # 0 itself is an input: torch's slope there is negative_slope (x > 0 is the test)
+        x = torch.cat([_inputs(41), torch.zeros(2, dtype=torch.float64)])
         for a in (0.01, 0.2):
             ex.matches(leaky_relu, x.clone(), a, expected=F.leaky_relu(x, a).numpy(),
                        call=f"leaky_relu(x, negative_slope={a})",
@@ -41,7 +43,7 @@ def ex4_1_leaky_relu(leaky_relu, leaky_relu_grad) -> None:
                        expected=_autograd(F.leaky_relu, x, negative_slope=a).numpy(),
                        call=f"leaky_relu_grad(x, negative_slope={a})",
                        hint="the derivative is 1 where x > 0 and negative_slope elsewhere -- "
-                            "never 0, which is the whole point")
+                            "x = 0 included, as in torch -- never 0, which is the whole point")
 
 
 def ex4_2_elu_selu(elu, elu_grad, selu) -> None:
@@ -114,8 +116,9 @@ def ex4_4_dead_fraction(dead_fraction) -> None:
                 f"dead_fraction(model, X) must return fractions in [0, 1], got {got.tolist()}",
                 "divide the number of dead units by the layer's width")
         ex.close(got, expected, "dead_fraction(model, X)", rtol=1e-6,
-                 hint="a unit is dead when it outputs 0 for *every* example: "
-                      "(h == 0).all(dim=0).float().mean() on each ReLU's output h")
+                 hint="a unit is dead only when its ReLU outputs 0 for *every* example of the "
+                      "batch -- not on average, not for most of them -- and the fraction is over "
+                      "the units of one layer")
         ex.true(all(torch.equal(a, b) for a, b in zip(before, model.parameters())),
                 "dead_fraction(model, X) changed the model's parameters",
                 "only run the model forward, under torch.no_grad()")
@@ -139,3 +142,41 @@ def _as_list(out):
             isinstance(v, torch.Tensor) and v.numel() == 1 for v in out):
         return [v.item() for v in out]
     return out
+
+
+# --- 4.5 predict, measure and explain ----------------------------------------------------------
+
+@single_threaded
+def deep_std_reference(activation: str, init: str) -> float:
+    """Exercise 4.5's experiment: std of the last hidden activation of a 50-layer MLP."""
+    from nncourse.diagnostics import layer_outputs
+    from nncourse.models import make_mlp
+
+    model = make_mlp(2, 2, width=64, depth=50, activation=activation, init=init, seed=0)
+    X = torch.randn(500, 2, generator=torch.Generator().manual_seed(0))
+    outputs = layer_outputs(model, X)
+    return list(outputs.values())[-1].std().item()
+
+
+def ex4_5_deep_std(deep_activation_std) -> None:
+    """Exercise 4.5: does SELU keep a 50-layer net's activations at unit scale? Measured."""
+    with exercise("4.5", points=2, name="measure self-normalization") as ex:
+        hint = ("build make_mlp(2, 2, width=64, depth=50, activation=activation, init=init, "
+                "seed=0), feed X = torch.randn(500, 2, generator=torch.Generator()."
+                "manual_seed(0)) and return the standard deviation (.std()) of the LAST "
+                "activation layer's output, e.g. the last value of diagnostics.layer_outputs")
+        refs = {}
+        for act, init in (("selu", "lecun_normal"), ("relu", "lecun_normal"),
+                          ("relu", "he_normal"), ("tanh", "xavier_normal")):
+            call = f"deep_activation_std({act!r}, {init!r})"
+            got = ex.number(ex.call(deep_activation_std, act, init, call=call), call)
+            refs[act, init] = deep_std_reference(act, init)
+            ex.close(got, refs[act, init], call, rtol=0.01, atol=1e-12, hint=hint)
+        ex.note("Measured std after 50 layers: SELU + LeCun "
+                f"{refs['selu', 'lecun_normal']:.3g}, ReLU + LeCun "
+                f"{refs['relu', 'lecun_normal']:.2g}, ReLU + He {refs['relu', 'he_normal']:.3g}, "
+                f"tanh + Xavier {refs['tanh', 'xavier_normal']:.3g}.")
+        ex.note("Why: SELU's constants make mean 0 / variance 1 a fixed point of each layer "
+                "(with LeCun-normal weights), so the scale stays near 1 at any depth. ReLU "
+                "halves the variance at each layer unless He's factor 2 restores it; even then "
+                "the scale drifts with depth, and with LeCun's weights it decays geometrically.")

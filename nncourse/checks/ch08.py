@@ -8,7 +8,8 @@ import torch
 from nncourse.checks import exercise
 from nncourse.regularization import early_stopping_epochs
 
-__all__ = ["ex8_1_penalty", "ex8_2_dropout", "ex8_3_early_stopping", "ex8_4_max_norm"]
+__all__ = ["ex8_1_penalty", "ex8_2_dropout", "ex8_3_early_stopping", "ex8_4_max_norm",
+           "ex8_5_dropout_noise"]
 
 
 def _weights(seed: int, shape=(4, 6)) -> torch.Tensor:
@@ -62,12 +63,32 @@ def ex8_2_dropout(dropout) -> None:
                                shape=tuple(x.shape))
                 ex.true(torch.equal(x, original), f"{call} changed its input x in place",
                         "build a new tensor, e.g. x * mask / (1 - p)")
-                dropped = float(np.mean(out == 0))
+                zero = out == 0
+                ex.true(not all(np.array_equal(zero[0], row) for row in zero[1:]),
+                        f"{call} zeroed the same columns in all {len(zero)} rows of the batch",
+                        "draw one random number per entry of x (a mask with x's full shape), "
+                        "not one mask shared by every example")
+                dropped = float(np.mean(zero))
+                by_col, by_row = zero.mean(axis=0), zero.mean(axis=1)
+                # 200 rows: a column's drop rate has sd <= 0.035; 500 columns: a row's <= 0.023
+                worst = max(float(np.abs(by_col - dropped).max()),
+                            float(np.abs(by_row - dropped).max()))
+                ex.true(worst < 0.2,
+                        f"{call} drops some positions far more often than others (a row's or "
+                        f"a column's drop rate is {worst:.0%} away from the overall "
+                        f"{dropped:.0%})",
+                        "every entry must have the same chance p of being dropped, wherever it "
+                        "is in x, drawn afresh on every call")
                 ex.true(abs(dropped - p) < 0.015,
                         f"{call} zeroed {dropped:.1%} of the entries, expected about {p:.0%}",
-                        "keep an entry when torch.rand(...) >= p, so it is dropped with "
-                        "probability p")
-                kept = out != 0
+                        "an entry is dropped with probability p, so it is kept with probability "
+                        "1 - p")
+                again = ex.array(ex.call(dropout, x, p, True, call=call), call,
+                                 shape=tuple(x.shape)) == 0
+                ex.true(not np.array_equal(again, zero),
+                        f"two calls of {call} zeroed exactly the same positions",
+                        "dropout draws a fresh random mask on every call (torch.rand_like(x))")
+                kept = ~zero
                 ex.close(out[kept], (original.numpy() / (1 - p))[kept],
                          f"the output of {call} at the kept positions", rtol=1e-5,
                          hint="inverted dropout scales the kept entries by 1 / (1 - p)")
@@ -119,3 +140,33 @@ def ex8_4_max_norm(max_norm_) -> None:
                           "result into W itself, e.g. with W.mul_(scale)")
             ex.close(out, expected.numpy(), f"the tensor {call} returns", rtol=1e-4, atol=1e-6,
                      hint="return W at the end")
+
+
+# --- 8.5 predict, measure and explain ----------------------------------------------------------
+
+def ex8_5_dropout_noise(dropout_std) -> None:
+    """Exercise 8.5: the standard deviation inverted dropout adds to a constant input."""
+    with exercise("8.5", points=2, name="measure dropout's noise") as ex:
+        for p in (0.1, 0.5, 0.8):
+            call = f"dropout_std({p})"
+            got = ex.number(ex.call(dropout_std, p, call=call), call)
+            # the check's own measurement, 200000 draws of torch's dropout on ones
+            gen_state = torch.random.get_rng_state()
+            try:
+                torch.manual_seed(85)
+                measured = torch.nn.functional.dropout(torch.ones(200_000), p,
+                                                       training=True).std().item()
+            finally:
+                torch.random.set_rng_state(gen_state)
+            theory = float(np.sqrt(p / (1 - p)))
+            ex.true(abs(measured - theory) < 0.02 * theory, "internal: the check's own "
+                    "measurement disagrees with sqrt(p / (1 - p))")
+            ex.true(abs(got - theory) < 0.03 * theory,
+                    f"{call} returned {got:.4g}; re-running the experiment gives {measured:.4g} "
+                    "(within 3% is accepted)",
+                    "apply torch.nn.Dropout(p) in training mode to torch.ones(200_000) and "
+                    "return the standard deviation of the result -- the output, not the mask")
+        ex.note("Measured = sqrt(p / (1 - p)): 0.333 at p = 0.1, 1 at p = 0.5, 2 at p = 0.8. "
+                "Inverted dropout keeps the mean (1) but multiplies each unit by a random 0 or "
+                "1 / (1 - p): large p means large noise, which is the regularization -- and why "
+                "the activations' variance differs between training and evaluation.")

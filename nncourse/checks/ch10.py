@@ -7,16 +7,17 @@ on inputs the student has not seen.
 from __future__ import annotations
 
 import copy
+import functools
 import warnings
 
 import torch
 import torch.nn.utils.prune as prune
 from torch import nn
 
-from nncourse.checks import exercise
+from nncourse.checks import exercise, single_threaded
 
 __all__ = ["ex10_1_magnitude_mask", "ex10_2_global_masks", "ex10_3_remove_weakest_neurons",
-           "ex10_4_size_report"]
+           "ex10_4_size_report", "ex10_5_pruning_budget", "AMOUNTS", "trained_digits_model"]
 
 
 def _weights(seed: int, *shapes, scales=None) -> list[torch.Tensor]:
@@ -36,7 +37,9 @@ def _mask(ex, value, what, shape):
 def _compare_mask(ex, got, expected, what, extra_hint=""):
     n_exp, n_got = int((expected == 0).sum()), int((got == 0).sum())
     ex.true(n_got == n_exp, f"{what} prunes {n_got} weights, expected {n_exp}",
-            "prune k = round(amount * n) weights, the rule torch.nn.utils.prune uses" + extra_hint)
+            "prune k = round(amount * n) weights, the rule torch.nn.utils.prune uses: Python's "
+            "round, which sends a .5 to the even neighbour (round(6.5) == 6), not math.ceil or "
+            "int(x + 0.5)" + extra_hint)
     wrong = int((got != expected).sum())
     ex.true(wrong == 0, f"{what} prunes the right number of weights but {wrong} of the "
             "positions differ from torch.nn.utils.prune's mask",
@@ -46,7 +49,10 @@ def _compare_mask(ex, got, expected, what, extra_hint=""):
 def ex10_1_magnitude_mask(magnitude_mask) -> None:
     """Exercise 10.1: ``magnitude_mask(weight, amount)`` == ``prune.l1_unstructured``'s mask."""
     with exercise("10.1", points=2, name="magnitude_mask") as ex:
-        cases = [((6, 5), 0.25), ((10, 3), 0.25), ((40,), 0.5), ((8, 8), 0.9), ((4, 7), 0.0)]
+        # amount * n = 7.5, 7.5, 20, 57.6, 0, then 6.5 and 2.5: torch rounds half to even (6, 2),
+        # so math.ceil, int(x + 0.5) and floor each miss at least one case
+        cases = [((6, 5), 0.25), ((10, 3), 0.25), ((40,), 0.5), ((8, 8), 0.9), ((4, 7), 0.0),
+                 ((13,), 0.5), ((5, 1), 0.5)]
         for seed, (shape, amount) in enumerate(cases):
             w = _weights(100 + seed, shape)[0]
             original = w.clone()
@@ -198,3 +204,81 @@ def ex10_4_size_report(size_report) -> None:
             for key, exp in expected.items():
                 ex.close(ex.number(got[key], f"{call}[{key!r}]"), exp, f"{call}[{key!r}]",
                          rtol=1e-6, atol=1e-9, hint=hints[key])
+
+
+# --- 10.5 predict, measure and explain ---------------------------------------------------------
+
+#: The sparsities exercise 10.5 scans, smallest first.
+AMOUNTS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
+
+
+@functools.lru_cache(maxsize=1)
+@single_threaded
+def trained_digits_model():
+    """Exercise 10.5's network: a 64-64-64-10 ReLU MLP trained 15 epochs on the digits (seeded).
+
+    Returns ``(model, X_val, y_val)``; the notebook builds the same with the same calls.
+    """
+    from nncourse.data import load_digits
+    from nncourse.models import make_mlp
+    from nncourse.training import train
+
+    data = load_digits(seed=0)
+    model = make_mlp(64, 10, width=64, depth=2, seed=0)
+    train(model, data, epochs=15, lr=0.01, optimizer="adam", seed=0, progress=False,
+          evaluate_val=False)
+    return model.eval(), data.X_val, data.y_val
+
+
+@single_threaded
+def pruned_accuracy_reference(model, X, y, amount: float) -> float:
+    from nncourse.pruning import prune_magnitude
+    from nncourse.training import accuracy
+
+    return accuracy(prune_magnitude(model, amount, scope="global"), X, y)
+
+
+def sparsity_losing_reference(model, X, y, points: float) -> float:
+    from nncourse.training import accuracy
+
+    base = accuracy(model, X, y)
+    return next((a for a in AMOUNTS
+                 if pruned_accuracy_reference(model, X, y, a) <= base - points / 100),
+                float("nan"))
+
+
+def ex10_5_pruning_budget(pruned_accuracy, sparsity_losing) -> None:
+    """Exercise 10.5: at what sparsity does one-shot global pruning cost 5 points? Measured."""
+    with exercise("10.5", points=2, name="measure the pruning budget") as ex:
+        model, X, y = trained_digits_model()
+        model = copy.deepcopy(model)
+        before = copy.deepcopy(model.state_dict())
+        refs = {}
+        for amount in (0.6, 0.8):
+            call = f"pruned_accuracy(model, X_val, y_val, {amount})"
+            got = ex.number(ex.call(pruned_accuracy, model, X, y, amount, call=call), call)
+            ex.true(all(torch.equal(v, model.state_dict()[k]) for k, v in before.items()),
+                    f"{call} pruned the model it was given",
+                    "prune a copy (copy.deepcopy(model)), so that every amount starts from the "
+                    "same trained weights")
+            refs[amount] = pruned_accuracy_reference(model, X, y, amount)
+            ex.close(got, refs[amount], call, rtol=0.0, atol=0.003,
+                     hint="prune the weights of every nn.Linear together (global magnitude "
+                          "pruning: one threshold over all layers, biases kept), then measure "
+                          "the accuracy on (X_val, y_val)")
+        call = "sparsity_losing(model, X_val, y_val, points=5)"
+        got = ex.number(ex.call(sparsity_losing, model, X, y, 5, call=call), call)
+        expected = sparsity_losing_reference(model, X, y, 5)
+        ex.true(got == expected, f"{call} returned {got:g}; re-running the experiment, the "
+                f"first sparsity of AMOUNTS that costs at least 5 points is {expected:g}",
+                "compare each pruned accuracy with the *unpruned* model's, in points "
+                "(0.05 of accuracy), and return the first amount of AMOUNTS that loses that much")
+        from nncourse.training import accuracy
+        base = accuracy(model, X, y)
+        ex.note(f"Measured: unpruned {base:.3f}; global pruning keeps {refs[0.6]:.3f} at 60 % "
+                f"sparsity, loses 5 points first at {expected * 100:.0f} %, and falls to "
+                f"{refs[0.8]:.3f} at 80 %.")
+        ex.note("Why: most weights of a trained network are small and redundant, so the first "
+                "half costs almost nothing; past a point pruning removes weights the function "
+                "needs, and accuracy collapses within a few percent of sparsity. Without "
+                "fine-tuning this is the budget; pruning gradually with retraining moves it up.")

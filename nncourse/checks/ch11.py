@@ -2,7 +2,8 @@
 
 * 11.1 ``objective(trial, data, epochs)``: an Optuna objective for :data:`EX1_SPACE`;
 * 11.2 ``random_search(score, space, n_trials, seed)``: random search from scratch;
-* 11.3 ``select_and_test(candidates, data)``: pick on validation, evaluate once on test.
+* 11.3 ``select_and_test(candidates, data)``: pick on validation, evaluate once on test;
+* 11.4 ``top_hit_rate(n_trials, repeats, seed)``: how often random search reaches the top 5 %.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from nncourse import search
 from nncourse.checks import exercise
 from nncourse.data import load_moons
 
-__all__ = ["EX1_SPACE", "ex11_1_objective", "ex11_2_random_search", "ex11_3_select_and_test"]
+__all__ = ["EX1_SPACE", "ex11_1_objective", "ex11_2_random_search", "ex11_3_select_and_test",
+           "ex11_4_random_hits"]
 
 #: The search space of exercise 11.1: one hidden layer, Adam.
 EX1_SPACE = {
@@ -94,6 +96,7 @@ EX2_SPACE = {
     "lr": FloatDistribution(1e-5, 1e-1, log=True),
     "dropout": FloatDistribution(0.0, 0.5),
     "n_layers": IntDistribution(1, 3),
+    "units": IntDistribution(8, 128, log=True),
     "activation": CategoricalDistribution(("relu", "tanh", "sigmoid")),
 }
 
@@ -144,10 +147,34 @@ def ex11_2_random_search(random_search) -> None:
                 and set(int(v) for v in layers) == {1, 2, 3},
                 f"n_layers should take each integer 1, 2, 3; yours took {sorted(set(layers))}",
                 "rng.integers(low, high + 1) includes high")
+        units = [c["units"] for c in calls]
+        ex.true(all(isinstance(v, (int, np.integer)) and 8 <= v <= 128 for v in units),
+                "units must be integers from 8 to 128, got e.g. "
+                f"{next((v for v in units if not isinstance(v, (int, np.integer))), min(units))!r}",
+                "round the log-uniform draw and convert it with int(...)")
+        below = float(np.mean(np.asarray(units) < 32))
+        ex.true(0.4 <= below <= 0.6,
+                f"{below:.0%} of your units values are below 32, the middle of [8, 128] on a log "
+                "scale; a log-uniform draw puts about half there (and 20% when every integer is "
+                "equally likely)",
+                "units has log=True: draw a float log-uniformly on [low - 0.5, high + 0.5], "
+                "then round it")
         acts = {c["activation"] for c in calls}
         ex.true(acts == set(EX2_SPACE["activation"].choices),
                 f"activation should take every choice; yours took {sorted(map(str, acts))}",
                 "pick an index with rng.integers(len(dist.choices))")
+        # the integers' distribution needs more draws: 4000 trials, sd of a frequency 0.0075
+        counts: list[dict] = []
+        ex.call(random_search, lambda c: counts.append(dict(c)) or 0.0, dict(EX2_SPACE), 4000, 9,
+                call="random_search(score, space, n_trials=4000, seed=9)")
+        freq = {k: float(np.mean([int(c["n_layers"]) == k for c in counts])) for k in (1, 2, 3)}
+        ex.true(len(counts) == 4000 and all(abs(f - 1 / 3) < 0.04 for f in freq.values()),
+                "over 4000 draws n_layers (1..3, log=False) came out "
+                + ", ".join(f"{k}: {f:.1%}" for k, f in freq.items())
+                + "; each integer should get about 33%",
+                "round(rng.uniform(low, high)) gives the two end values half the chance of the "
+                "others: draw on [low - 0.5, high + 0.5] before rounding, or use "
+                "rng.integers(low, high + 1)")
         best_config, best_score = out
         best = int(np.argmax(scores))
         ex.close(ex.number(best_score, "best_score"), scores[best], "best_score",
@@ -232,3 +259,34 @@ def ex11_3_select_and_test(select_and_test) -> None:
             ex.close(ex.number(acc, "test_accuracy"), test_acc[best],
                      f"test_accuracy of {best!r}", atol=1e-6,
                      hint="return the test accuracy of the winner, not its validation accuracy")
+
+
+# --- 11.4 predict, measure and explain ---------------------------------------------------------
+
+def top_hit_rate_reference(n_trials: int, repeats: int = 2000, seed: int = 0) -> float:
+    """Exercise 11.4's experiment: how often the best of ``n_trials`` random draws lands in the
+    top 5 % of the search space (scores uniform on [0, 1], so "top 5 %" is a score > 0.95)."""
+    rng = np.random.default_rng(seed)
+    best = rng.uniform(0, 1, size=(repeats, n_trials)).max(axis=1)
+    return float(np.mean(best > 0.95))
+
+
+def ex11_4_random_hits(top_hit_rate) -> None:
+    """Exercise 11.4: the chance that random search reaches the top 5 %, measured."""
+    with exercise("11.4", points=2, name="measure random search's odds") as ex:
+        refs = {}
+        for n in (1, 10, 60):
+            call = f"top_hit_rate({n}, repeats=2000, seed=1)"
+            got = ex.number(ex.call(top_hit_rate, n, 2000, 1, call=call), call)
+            refs[n] = top_hit_rate_reference(n, 2000, 85 + n)
+            # 2000 repeats: a measured rate has sd <= 0.011; 0.035 is > 3 sd
+            ex.true(abs(got - refs[n]) < 0.035,
+                    f"{call} returned {got:.3f}; re-running the experiment gives {refs[n]:.3f} "
+                    "(within 0.035 is accepted)",
+                    "repeat `repeats` times: draw n_trials scores uniformly on [0, 1], keep the "
+                    "best, count it a hit when it is above 0.95; return the fraction of hits")
+        ex.note(f"Measured: {refs[1]:.3f} with 1 trial, {refs[10]:.3f} with 10, {refs[60]:.3f} "
+                "with 60 -- the formula 1 - 0.95^n gives 0.05, 0.401, 0.954.")
+        ex.note("Why: each trial lands in the top 5 % with probability 0.05 whatever the number "
+                "of hyperparameters, so 60 random trials find a top-5 % configuration 95 % of "
+                "the time (Bergstra & Bengio, 2012) -- when the top 5 % is good enough.")

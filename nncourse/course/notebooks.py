@@ -3,7 +3,8 @@
 Shared by the release tool, the student checker, the benchmark, the grader and the tests.
 
 Cell roles are tags: an answer cell is tagged ``answer``, a check cell ``check`` (and
-``nbval-check-output`` so nbval compares it even under ``--nbval-lax``). Both carry
+``nbval-check-output`` so nbval compares it even under ``--nbval-lax`` where an output is
+stored, i.e. in ``solutions/``; released exercises store none). Both carry
 ``metadata.nncourse = {"exercise": "1.2"}``; a check cell also ``"points": 2``.
 """
 

@@ -5,9 +5,15 @@ For each ``solutions/NN_*.ipynb``:
 * in answer cells, every region between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` becomes a
   stub that raises ``NotImplementedError`` (keeping the region's indentation), and outputs are
   cleared;
-* check cells keep their stored *passing* output and execution count, so
-  ``pytest --nbval-lax`` on the exercise fails until the student's answer passes;
-* every other code cell is cleared (the student runs it).
+* every code cell is cleared -- check cells included -- so a learner never sees
+  ``Exercise N.M passed`` before running their own answer.
+
+Self-grading still works: ``pytest --nbval-lax exercises/NN_x.ipynb`` runs *every* code cell and
+fails any cell that raises, whether or not it has a stored output (nbval compares stored outputs
+only of executed cells, but it checks every cell for exceptions). A check raises until its answer
+is right, so the run fails at exactly the check cells of unsolved exercises and passes when all
+are solved. The passing output itself lives in ``solutions/`` (compared by strict nbval there);
+``make_exercise`` refuses a solution whose check cells do not store it.
 
 ``--check`` writes nothing and fails when ``exercises/`` is not exactly what ``release`` would
 write.
@@ -21,6 +27,7 @@ import re
 import sys
 from pathlib import Path
 
+from nncourse.checks import passed_line
 from nncourse.course import notebooks as nbs
 
 __all__ = ["stub_source", "make_exercise", "release", "add_arguments", "run"]
@@ -56,10 +63,13 @@ def make_exercise(solution) -> object:
             continue
         r = nbs.role(cell)
         if r == nbs.CHECK:
-            if nbs.cell_error(cell) is not None or cell.execution_count is None:
-                raise ValueError(f"check cell of exercise {nbs.exercise_id(cell)} must store "
+            ex_id = nbs.exercise_id(cell)
+            points = cell.metadata["nncourse"]["points"]
+            text = "".join(o.get("text", "") for o in cell.outputs)
+            if (nbs.cell_error(cell) is not None or cell.execution_count is None
+                    or passed_line(ex_id, points) not in text):
+                raise ValueError(f"check cell of exercise {ex_id} must store "
                                  "its passing output: execute the solution notebook first")
-            continue
         if r == nbs.ANSWER:
             cell.source = stub_source(cell.source, nbs.exercise_id(cell))
         cell.outputs = []

@@ -62,6 +62,29 @@ def format_scoreboard(results: list[Result], title: str = "") -> str:
     return "\n".join(lines)
 
 
+def _ipc_kernel_manager():
+    """A KernelManager class that talks to its kernel over IPC (Unix sockets), not TCP.
+
+    Over TCP ipykernel warns on every start that the connection is not encrypted ("Kernel is
+    running over TCP without encryption"); a local course run has no use for a network port.
+    The sockets go to the (temporary, private) Jupyter runtime directory of the run.
+    """
+    import os
+    import tempfile
+
+    from jupyter_client.manager import KernelManager
+
+    class IPCKernelManager(KernelManager):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.transport = "ipc"
+            # nbs.execute points JUPYTER_RUNTIME_DIR at a private temporary directory
+            runtime = os.environ.get("JUPYTER_RUNTIME_DIR") or tempfile.gettempdir()
+            self.ip = os.path.join(runtime, f"nncourse-kernel-{os.getpid()}")
+
+    return IPCKernelManager
+
+
 def check_notebook(path: Path, timeout: int = 300) -> list[Result]:
     nb = nbs.read(path)
     nbs.exercises(nb)
@@ -69,7 +92,8 @@ def check_notebook(path: Path, timeout: int = 300) -> list[Result]:
     for cell in work.cells:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
-    nbs.execute(work, cwd=path.parent, timeout=timeout, allow_errors=True)
+    nbs.execute(work, cwd=path.parent, timeout=timeout, allow_errors=True,
+                kernel_manager_class=_ipc_kernel_manager())
     return score(work)
 
 

@@ -1,6 +1,7 @@
 """Each chapter 01 check passes on the reference answer and fails, with one clear sentence, on
 plausible wrong answers."""
 
+import re
 from functools import partial
 
 import numpy as np
@@ -142,8 +143,11 @@ def test_1_4_reference_passes(capsys):
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 def test_1_4_wrong_answers():
     rel = gc.relative_error
-    fails(check.ex1_4_gradient_checker, forward_difference, rel,
-          match=r"numerical_gradient\(f, x\) of f = sum\(exp\(c \* x\)\) is wrong.*central")
+    msg = fails(check.ex1_4_gradient_checker, forward_difference, rel,
+                match=r"numerical_gradient\(f, x\) of f = sum\(exp\(c \* x\)\) is wrong.*central")
+    # issue 19: enough digits to see the difference (not "expected 9.35043, got 9.35043")
+    expected, got = re.search(r"expected (\S+), got (\S+?)\.? Hint", msg).groups()
+    assert expected != got and float(expected) != float(got), msg
     fails(check.ex1_4_gradient_checker, not_restored, rel, match=r"left x changed")
     fails(check.ex1_4_gradient_checker, on_a_copy, rel,
           match=r"flags a correct backward pass: relative error 1, expected below 1e-06")
@@ -165,3 +169,45 @@ def test_1_4_a_checker_that_never_flags_misses_the_bug():
 
     fails(check.ex1_4_gradient_checker, gc.numerical_gradient, capped,
           match=r"missed the planted bug: .* relative error of 0.0001, expected above 1e-3")
+
+
+# --- 1.5 predict, measure and explain ---------------------------------------------------------
+
+def _best_eps(error_fn):
+    return lambda: min(check.EPS_GRID, key=error_fn)
+
+
+def test_1_5_passes_and_explains(capsys):
+    ref = check.gradcheck_error_reference
+    check.ex1_5_step_size(ref, _best_eps(ref))
+    out = capsys.readouterr().out
+    assert out.endswith("Exercise 1.5 passed (2 points)\n") and "eps^2" in out
+
+
+def test_1_5_wrong_answers():
+    ref = check.gradcheck_error_reference
+
+    def forward(eps):  # one-sided difference: error ~ eps, not eps^2
+        rng = np.random.default_rng(15)
+        xb, yb = rng.normal(size=(10, 3)), rng.integers(0, 2, 10)
+        net = bp.MLP([3, 4, 1], "tanh", seed=15)
+        bp.loss_and_backward(net, xb, yb)
+        a = net.gradients()["0.weight"].copy()
+        w = net.parameters()["0.weight"]
+        f0 = bp.loss_value(net, xb, yb)
+        n = np.zeros_like(w)
+        for i in np.ndindex(w.shape):
+            old = w[i]
+            w[i] = old + eps
+            n[i] = (bp.loss_value(net, xb, yb) - f0) / eps
+            w[i] = old
+        return gc.relative_error(a, n)
+
+    fails(check.ex1_5_step_size, forward, _best_eps(ref),
+          match=r"gradcheck_error\(0.01\) returned .* re-running the experiment gives")
+    # "smaller is always more accurate": the prediction the exercise exists to test
+    fails(check.ex1_5_step_size, ref, lambda: min(check.EPS_GRID),
+          match=r"best_eps\(\) returned 1e-12; .* smallest error is at eps = 1e-05")
+    fails(check.ex1_5_step_size, lambda eps: ref(eps) * 7, _best_eps(ref),  # e.g. a max-abs error
+          match=r"gradcheck_error\(0.01\) returned")
+    fails(check.ex1_5_step_size, ref, lambda: 3e-5, match=r"must return one of EPS_GRID")

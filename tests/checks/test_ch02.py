@@ -203,3 +203,61 @@ def test_2_4_fails_on_wrong_answers():
     fails(check.ex2_4_diagnose, lambda norms: "Vanishing", "one of the strings")
     fails(check.ex2_4_diagnose, lambda norms: None, "one of the strings")
     fails(check.ex2_4_diagnose, lambda norms: "healthy", "expected 'vanishing'")
+
+    def vanishing_first(norms):  # issue 19: the rules checked in the wrong order
+        g = np.asarray(norms, dtype=float)
+        if np.all(np.isfinite(g)) and (g.max() < 1e-3 or g[0] * 100 < g[-1]):
+            return "vanishing"
+        return lab.diagnose(g)
+    msg = fails(check.ex2_4_diagnose, vanishing_first,
+                "returned 'vanishing', expected 'exploding' -- both the exploding and the "
+                "vanishing rule fire")
+    assert "exploding first" in msg
+
+
+# --- 2.5 predict, measure and explain ---------------------------------------------------------
+
+def _smallest(ratio_fn):
+    return lambda thr: next(s for s in check.SCALES if ratio_fn(s) > thr)
+
+
+def test_2_5_passes_and_explains(capsys):
+    check.ex2_5_gradient_ratio(check.gradient_ratio_reference,
+                               _smallest(check.gradient_ratio_reference))
+    out = capsys.readouterr().out
+    assert out.endswith("Exercise 2.5 passed (2 points)\n") and "exceeds 1e-2 at scale 8" in out
+
+
+def test_2_5_the_answer_is_away_from_the_edge():
+    """The scale found is not decided by a last-bit difference: neighbours are > 20 % away."""
+    for thr in (1e-2, 1e-4):
+        s = check.smallest_scale_reference(thr)
+        i = check.SCALES.index(s)
+        assert check.gradient_ratio_reference(s) > 1.2 * thr
+        assert check.gradient_ratio_reference(check.SCALES[i - 1]) < thr / 1.2
+
+
+def test_2_5_wrong_answers():
+    ref = check.gradient_ratio_reference
+
+    def inverted(scale):  # last / first
+        return 1 / ref(scale)
+
+    def default_init(scale):  # PyTorch's default init instead of Xavier
+        from nncourse.data import load_moons
+        from nncourse.diagnostics import gradient_norms
+        from nncourse.models import make_mlp
+        d = load_moons(n_samples=400, seed=0)
+        m = make_mlp(2, 2, width=32, depth=15, activation="sigmoid", init_scale=scale, seed=0)
+        g = gradient_norms(m, d.X_train, d.y_train)
+        return g[0] / g[-1]
+
+    def closest(thr):  # the scale whose ratio is closest to the threshold (6 for 1e-2)
+        return min(check.SCALES, key=lambda s: abs(np.log(ref(s) / thr)))
+
+    check_fails(2, check.ex2_5_gradient_ratio, inverted, _smallest(ref),
+                match=r"grad_ratio\(1\) is wrong")
+    check_fails(2, check.ex2_5_gradient_ratio, default_init, _smallest(ref),
+                match=r"grad_ratio\(1\) is wrong")
+    check_fails(2, check.ex2_5_gradient_ratio, ref, closest,
+                match=r"smallest_scale\(0.01\) returned 6; .* is 8.*first scale")

@@ -2,6 +2,7 @@
 plausible wrong answers."""
 
 import math
+from functools import partial
 
 import pytest
 import torch
@@ -191,3 +192,47 @@ def test_distinct_units_wrong_answers():
     fails(check.ex3_4_distinct_units, lambda layer, tol=1e-6: float("nan"), "NaN")
     with pytest.raises(NotAttempted):
         check.ex3_4_distinct_units(stub)
+
+
+# --- 3.5 predict, measure and explain ---------------------------------------------------------
+
+def _spread(scheme, seed=0, ratio=lambda g: max(g) / min(g), width=64):
+    from nncourse.data import load_moons
+    from nncourse.diagnostics import gradient_norms
+    from nncourse.models import make_mlp
+    d = load_moons(n_samples=400, seed=0)
+    m = make_mlp(2, 2, width=width, depth=30, activation="tanh", init=scheme, seed=seed)
+    return ratio(gradient_norms(m, d.X_train, d.y_train))
+
+
+def test_3_5_passes_and_explains(capsys):
+    check.ex3_5_deep_tanh(_spread, lambda: "xavier_normal")
+    out = capsys.readouterr().out
+    assert out.endswith("Exercise 3.5 passed (2 points)\n") and "xavier_normal" in out
+
+
+def test_3_5_the_winner_is_clear():
+    """Xavier's spread is below half of every other candidate's, on every seed measured."""
+    for seed in range(3):
+        x = check.gradient_spread_reference("xavier_normal", seed)
+        assert all(check.gradient_spread_reference(s, seed) > 1.5 * x
+                   for s in check.CANDIDATES if s != "xavier_normal")
+
+
+def test_3_5_wrong_answers():
+    def run(spread, best):
+        with pytest.raises(ExerciseError) as info:
+            check.ex3_5_deep_tanh(spread, best)
+        msg = str(info.value)
+        assert msg.startswith("Exercise 3.5") and "\n" not in msg
+        return msg
+
+    first_last = partial(_spread, ratio=lambda g: g[0] / g[-1])  # a ratio, not the spread
+    assert "gradient_spread('xavier_normal', seed=1) is wrong" in run(first_last,
+                                                                      lambda: "xavier_normal")
+    narrow = partial(_spread, width=32)  # another network than the statement's
+    assert "is wrong" in run(narrow, lambda: "xavier_normal")
+    # "He is the modern default, so it must be best": the prediction to measure
+    msg = run(_spread, lambda: "he_normal")
+    assert "returned 'he_normal'" in msg and "'xavier_normal'" in msg
+    assert "must return one of" in run(_spread, lambda: "xavier")

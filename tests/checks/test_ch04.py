@@ -24,6 +24,11 @@ def test_ex4_1_passes_on_reference(capsys):
 
 
 def test_ex4_1_fails_on_wrong_answers():
+    # issue 19: x >= 0 gives slope 1 at x = 0, torch gives negative_slope
+    fails(check.ex4_1_leaky_relu, A.leaky_relu,
+          lambda x, a=0.01: torch.where(x >= 0, torch.ones_like(x), torch.full_like(x, a)),
+          match=r"leaky_relu_grad\(x, negative_slope=0.01\) is wrong: at index \(\d+,\) "
+                r"expected 0.01, got 1.*x = 0 included")
     fails(check.ex4_1_leaky_relu, lambda x, a=0.01: A.relu(x), A.leaky_relu_grad,
           match=r"4\.1 .*leaky_relu\(x, negative_slope=0.01\) is wrong.*Hint")
     fails(check.ex4_1_leaky_relu, lambda x, a=0.01: A.leaky_relu(x, 0.01), A.leaky_relu_grad,
@@ -167,3 +172,31 @@ def test_ex4_4_fails_on_wrong_answers():
     fails(check.ex4_4_dead_fraction, mutating, match="changed the model's parameters|is wrong")
     fails(check.ex4_4_dead_fraction, lambda m, X: None, match="returned None")
     fails(check.ex4_4_dead_fraction, lambda m, X: [float("nan")] * 3, match="NaN")
+
+
+# --- 4.5 predict, measure and explain ---------------------------------------------------------
+
+def _deep_std(activation, init, which=-1, stat="std"):
+    from nncourse.diagnostics import layer_outputs
+    from nncourse.models import make_mlp
+    m = make_mlp(2, 2, width=64, depth=50, activation=activation, init=init, seed=0)
+    X = torch.randn(500, 2, generator=torch.Generator().manual_seed(0))
+    if which == "logits":
+        h = m(X)
+    else:
+        h = list(layer_outputs(m, X).values())[which]
+    return h.var().item() if stat == "var" else h.std().item()
+
+
+def test_4_5_passes_and_explains(capsys):
+    check.ex4_5_deep_std(_deep_std)
+    out = capsys.readouterr().out
+    assert out.endswith("Exercise 4.5 passed (2 points)\n") and "SELU + LeCun 1.05" in out
+
+
+def test_4_5_wrong_answers():
+    fails(check.ex4_5_deep_std, partial(_deep_std, which="logits"),
+          match=r"deep_activation_std\('selu', 'lecun_normal'\) is wrong")
+    fails(check.ex4_5_deep_std, partial(_deep_std, which=0),
+          match=r"deep_activation_std\('relu', 'lecun_normal'\) is wrong|selu.* is wrong")
+    fails(check.ex4_5_deep_std, partial(_deep_std, stat="var"), match=r"is wrong.*LAST")

@@ -87,6 +87,33 @@ def test_8_2_failures():
     fails(check.ex8_2_dropout, lambda x, p, training=True: x * float("nan"), r"NaN")
 
 
+def test_8_2_non_random_dropout_fails():
+    """Issue 19: masks that are not independent random draws per entry and per call."""
+    def first_entries(x, p, training=True):  # always zeroes the first p * n entries
+        if not training:
+            return x
+        mask = torch.ones(x.numel())
+        mask[:round(p * x.numel())] = 0
+        return x * mask.reshape(x.shape) / (1 - p)
+
+    def batch_shared(x, p, training=True):  # one mask for every example
+        return x * (torch.rand(x.shape[1]) >= p) / (1 - p) if training else x
+
+    def reseeded(x, p, training=True):  # the same "random" mask on every call
+        gen = torch.Generator().manual_seed(0)
+        return x * (torch.rand(x.shape, generator=gen) >= p) / (1 - p) if training else x
+
+    def striped(x, p, training=True):  # random per call, but whole columns at a time
+        keep = torch.rand(x.shape[1]) >= p
+        return x * keep.expand_as(x) / (1 - p) if training else x
+
+    fails(check.ex8_2_dropout, first_entries, r"drops some positions far more often")
+    msg = fails(check.ex8_2_dropout, batch_shared, r"zeroed the same columns in all 200 rows")
+    assert "rand >= p" not in msg and "one random number per entry" in msg
+    fails(check.ex8_2_dropout, striped, r"zeroed the same columns")
+    fails(check.ex8_2_dropout, reseeded, r"two calls of dropout\(x, 0.25.* exactly the same")
+
+
 # --- 8.3 early stopping -----------------------------------------------------------------------
 
 def test_8_3_passes(capsys):
@@ -146,3 +173,28 @@ def test_8_4_failures():
         fails(check.ex8_4_max_norm, wrong, r"W after max_norm_\(W, 2.0\) .* is wrong")
     fails(check.ex8_4_max_norm, no_return, r"max_norm_\(W, 2.0\) returned None")
     fails(check.ex8_4_max_norm, lambda W, c: np.zeros(3), r"shape \(7, 5\)")
+
+
+# --- 8.5 predict, measure and explain ---------------------------------------------------------
+
+def _dropout_std(p, kind="inverted"):
+    torch.manual_seed(0)
+    ones = torch.ones(200_000)
+    out = torch.nn.functional.dropout(ones, p, training=kind != "eval")
+    if kind == "mask":
+        return (out != 0).float().std().item()
+    if kind == "var":
+        return out.var().item()
+    return out.std().item()
+
+
+def test_8_5_passes_and_explains(capsys):
+    check.ex8_5_dropout_noise(_dropout_std)
+    out = capsys.readouterr().out
+    assert out.endswith("Exercise 8.5 passed (2 points)\n") and "sqrt(p / (1 - p))" in out
+
+
+@pytest.mark.parametrize("kind", ["mask", "var", "eval"])
+def test_8_5_wrong_answers(kind):
+    fails(check.ex8_5_dropout_noise, lambda p: _dropout_std(p, kind),
+          r"dropout_std\(0.1\) returned .* re-running the experiment gives 0.33")

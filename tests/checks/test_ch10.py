@@ -1,6 +1,8 @@
 """Chapter 10's checks pass on the reference answers and fail, clearly, on plausible wrong ones."""
 
 import copy
+import math
+from functools import partial
 
 import pytest
 import torch
@@ -39,6 +41,17 @@ def test_magnitude_mask_wrong_answers():
         w.mul_(mask)
         return mask
 
+    def rounding_up(how):  # issue 19: ceil / half-up differ from torch's round at 6.5 and 2.5
+        def mask_fn(w, amount):
+            mask = torch.ones_like(w)
+            mask.view(-1)[torch.argsort(w.abs().flatten())[:how(amount * w.numel())]] = 0
+            return mask
+        return mask_fn
+
+    fails(check.ex10_1_magnitude_mask, rounding_up(math.ceil),
+          r"amount=0.5\) prunes 7 weights, expected 6.*round\(6.5\) == 6")
+    fails(check.ex10_1_magnitude_mask, rounding_up(lambda v: int(v + 0.5)),
+          r"prunes 7 weights, expected 6")
     fails(check.ex10_1_magnitude_mask, truncating, r"prunes 7 weights, expected 8.*round")
     fails(check.ex10_1_magnitude_mask, signed, r"positions differ.*smallest absolute value")
     fails(check.ex10_1_magnitude_mask, in_place, "changed the weight")
@@ -163,3 +176,49 @@ def test_size_report_wrong_type_and_missing_key():
     fails(check.ex10_4_size_report,
           lambda w: {k: v for k, v in reference_size(w).items() if k != "coo_bytes"},
           "no key 'coo_bytes'")
+
+
+# --- 10.5 predict, measure and explain --------------------------------------------------------
+
+def _pruned_accuracy(model, X, y, amount, scope="global"):
+    from nncourse.training import accuracy
+    return accuracy(P.prune_magnitude(model, amount, scope=scope), X, y)
+
+
+def _sparsity_losing(model, X, y, points, acc=_pruned_accuracy, below=False):
+    from nncourse.training import accuracy
+    base = accuracy(model, X, y)
+    lost = [a for a in check.AMOUNTS if acc(model, X, y, a) <= base - points / 100]
+    if below:  # the last amount that still costs less than `points`
+        return max(a for a in check.AMOUNTS if a < lost[0])
+    return lost[0]
+
+
+def test_10_5_passes_and_explains(capsys):
+    check.ex10_5_pruning_budget(_pruned_accuracy, _sparsity_losing)
+    out = capsys.readouterr().out
+    assert out.endswith("Exercise 10.5 passed (2 points)\n")
+    assert "loses 5 points first at 75 %" in out
+
+
+def test_10_5_the_answer_is_away_from_the_edge():
+    from nncourse.training import accuracy
+    model, X, y = check.trained_digits_model()
+    base = accuracy(model, X, y)
+    drops = {a: base - _pruned_accuracy(model, X, y, a) for a in check.AMOUNTS}
+    assert drops[0.7] < 0.04 and drops[0.75] > 0.06, drops  # >= 3 validation examples each side
+
+
+def test_10_5_wrong_answers():
+    def in_place(model, X, y, amount):
+        from nncourse.training import accuracy
+        P.apply_masks_(model, P.magnitude_masks(model, amount, "global"))
+        return accuracy(model, X, y)
+
+    layerwise = partial(_pruned_accuracy, scope="layer")
+    fails(lambda a: check.ex10_5_pruning_budget(a, _sparsity_losing), layerwise,
+          r"pruned_accuracy\(model, X_val, y_val, 0.6\) is wrong|0.8\) is wrong")
+    fails(lambda a: check.ex10_5_pruning_budget(a, _sparsity_losing), in_place,
+          r"pruned the model it was given")
+    fails(lambda s: check.ex10_5_pruning_budget(_pruned_accuracy, s),
+          partial(_sparsity_losing, below=True), r"returned 0.7; .* is 0.75")

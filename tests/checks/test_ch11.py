@@ -29,8 +29,10 @@ def objective(trial, data, epochs):
 def draw(dist, rng):
     if hasattr(dist, "choices"):
         return dist.choices[rng.integers(len(dist.choices))]
-    if isinstance(dist.low, int) and not dist.log:
-        return int(rng.integers(dist.low, dist.high + 1))
+    if isinstance(dist.low, int):
+        lo, hi = dist.low - 0.5, dist.high + 0.5
+        x = math.exp(rng.uniform(math.log(lo), math.log(hi))) if dist.log else rng.uniform(lo, hi)
+        return int(round(x))
     if dist.log:
         return math.exp(rng.uniform(math.log(dist.low), math.log(dist.high)))
     return rng.uniform(dist.low, dist.high)
@@ -114,7 +116,8 @@ def test_ex11_2_passes_on_reference(capsys):
     assert capsys.readouterr().out == "Exercise 11.2 passed (2 points)\n"
 
 
-def _random_search(linear_lr=False, keep_min=False, global_rng=False, n_off=0, high_excl=False):
+def _random_search(linear_lr=False, keep_min=False, global_rng=False, n_off=0, high_excl=False,
+                   ints="ok"):
     def rs(score, space, n_trials, seed=0):
         rng = np.random.default_rng(None if global_rng else seed)
         results = []
@@ -123,8 +126,20 @@ def _random_search(linear_lr=False, keep_min=False, global_rng=False, n_off=0, h
             for name, dist in space.items():
                 if hasattr(dist, "choices"):
                     config[name] = dist.choices[rng.integers(len(dist.choices))]
+                elif isinstance(dist.low, int) and ints == "round_uniform":
+                    config[name] = round(rng.uniform(dist.low, dist.high))
+                elif isinstance(dist.low, int) and ints == "log_ignored_float":
+                    config[name] = (math.exp(rng.uniform(math.log(dist.low), math.log(dist.high)))
+                                    if dist.log else int(rng.integers(dist.low, dist.high + 1)))
+                elif isinstance(dist.low, int) and ints == "round_linear":
+                    config[name] = (draw(dist, rng) if dist.log
+                                    else round(rng.uniform(dist.low, dist.high)))
+                elif isinstance(dist.low, int) and ints == "integers":  # ignores log
+                    config[name] = int(rng.integers(dist.low, dist.high + 1))
+                elif isinstance(dist.low, int) and high_excl and not dist.log:
+                    config[name] = int(rng.integers(dist.low, dist.high))
                 elif isinstance(dist.low, int):
-                    config[name] = int(rng.integers(dist.low, dist.high + (0 if high_excl else 1)))
+                    config[name] = draw(dist, rng)
                 elif dist.log and not linear_lr:
                     config[name] = math.exp(rng.uniform(math.log(dist.low), math.log(dist.high)))
                 else:
@@ -141,6 +156,11 @@ def _random_search(linear_lr=False, keep_min=False, global_rng=False, n_off=0, h
     ({"global_rng": True}, ["two runs with seed=7 tried different configurations"]),
     ({"n_off": 1}, ["score() was called 401 times for n_trials=400"]),
     ({"high_excl": True}, ["n_layers should take each integer 1, 2, 3"]),
+    # issue 19: rng.integers ignores log=True; round(uniform) halves the ends; a float for an int
+    ({"ints": "integers"}, ["of your units values are below 32", "log=True"]),
+    ({"ints": "round_linear"}, ["n_layers (1..3, log=False) came out 1: 2", "half the chance"]),
+    ({"ints": "round_uniform"}, ["of your units values are below 32"]),
+    ({"ints": "log_ignored_float"}, ["units must be integers from 8 to 128"]),
 ])
 def test_ex11_2_fails_on_wrong_answers(kwargs, fragments):
     fails(check.ex11_2_random_search, _random_search(**kwargs), *fragments)
@@ -202,3 +222,28 @@ def twice(candidates, data):
 ])
 def test_ex11_3_fails_on_wrong_answers(answer, fragments):
     fails(check.ex11_3_select_and_test, answer, *fragments)
+
+
+# --- 11.4 predict, measure and explain --------------------------------------------------------
+
+def top_hit_rate(n_trials, repeats=2000, seed=0, top=0.95, best=True):
+    rng = np.random.default_rng(seed)
+    scores = rng.uniform(0, 1, size=(repeats, n_trials))
+    if best:
+        return float(np.mean(scores.max(axis=1) > top))
+    return float(np.mean(scores > top))
+
+
+def test_ex11_4_passes_and_explains(capsys):
+    check.ex11_4_random_hits(top_hit_rate)
+    out = capsys.readouterr().out
+    assert out.endswith("Exercise 11.4 passed (2 points)\n") and "Bergstra" in out
+
+
+@pytest.mark.parametrize("answer, fragments", [
+    (lambda n, r, s: top_hit_rate(n, r, s, top=0.05), ["top_hit_rate(1, repeats=2000, seed=1)"]),
+    (lambda n, r, s: top_hit_rate(n, r, s, best=False), ["top_hit_rate(10, repeats=2000"]),
+    (lambda n, r, s: 0.95 ** n, ["top_hit_rate(1, repeats=2000, seed=1) returned 0.950"]),
+])
+def test_ex11_4_wrong_answers(answer, fragments):
+    fails(check.ex11_4_random_hits, answer, *fragments, "re-running the experiment")

@@ -75,6 +75,7 @@ def test_check_command_scores_partial_work(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "nncourse", "check", str(target)],
                           capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 1, proc.stderr
+    assert "without encryption" not in proc.stderr and "WARNING" not in proc.stderr, proc.stderr
     out = proc.stdout
     assert "Exercise 0.1:  1/1  passed" in out
     assert "Exercise 0.2:  0/1  failed" in out and "mse(y_pred, y_true) is wrong" in out
@@ -100,3 +101,43 @@ def test_stale_exercise_is_caught(tmp_path):
     problems = release.release(sol_dir, ex_dir, check=True)
     assert f"{ex_dir / '00_warmup.ipynb'} is missing" in problems
     assert f"{ex_dir / '99_orphan.ipynb'} has no solution notebook" in problems
+
+
+@pytest.mark.parametrize("path", EXERCISES, ids=ids(EXERCISES))
+def test_released_exercise_never_shows_passed(path):
+    """Issue 19: no output of a released notebook says an exercise passed (none is stored)."""
+    nb = nbs.read(path)
+    for i, cell in nbs.iter_code(nb):
+        assert cell.outputs == [] and cell.execution_count is None, f"cell {i} has an output"
+
+
+def _solved_copy(name: str, tmp_path: Path, solve: bool) -> Path:
+    solution = nbs.read(ROOT / "solutions" / name)
+    student = nbs.read(ROOT / "exercises" / name)
+    if solve:
+        for cell, sol in zip(student.cells, solution.cells):
+            if nbs.role(cell) == nbs.ANSWER:
+                cell.source = sol.source
+    target = tmp_path / name
+    nbs.write(student, target)
+    return target
+
+
+@pytest.mark.parametrize("solve", [True, False], ids=["solved", "unsolved"])
+def test_nbval_lax_self_grading(tmp_path, solve):
+    """`pytest --nbval-lax` on the warm-up: a solved copy passes; a fresh one fails at exactly
+    its check cells, although no check cell stores an output."""
+    target = _solved_copy("00_warmup.ipynb", tmp_path, solve)
+    nb = nbs.read(target)
+    checks = {i for i, cell in nbs.iter_code(nb) if nbs.role(cell) == nbs.CHECK}
+    code_index = {i: k for k, (i, _) in enumerate(nbs.iter_code(nb))}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
+                           "--nbval-lax", "-rf", str(target)], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+    if solve:
+        assert proc.returncode == 0, proc.stdout[-3000:]
+        return
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    failed = {int(line.rsplit("Cell ", 1)[1].split()[0])
+              for line in proc.stdout.splitlines() if line.startswith("FAILED")}
+    assert failed == {code_index[i] for i in checks}, proc.stdout[-3000:]

@@ -34,16 +34,20 @@ def _tiny_solution(executed=True):
     for i, cell in enumerate(nb.cells, 1):
         cell.execution_count = i if executed else None
         cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="out\n")]
+    nb.cells[2].outputs[0].text = "Exercise 1.1 passed (1 point)\n"
     return nb
 
 
-def test_make_exercise_clears_all_but_check_outputs():
+def test_make_exercise_clears_every_output_check_cells_included():
+    """Issue 19: a released notebook never shows "passed" before the learner solved it."""
     sol = _tiny_solution()
     ex = release.make_exercise(sol)
     setup, answer, check = ex.cells
     assert setup.outputs == [] and setup.execution_count is None
     assert answer.outputs == [] and "NotImplementedError" in answer.source
-    assert check.outputs == sol.cells[2].outputs and check.execution_count == 3
+    assert check.outputs == [] and check.execution_count is None
+    assert check.source == sol.cells[2].source and check.metadata == sol.cells[2].metadata
+    assert not any(c.get("outputs") for c in ex.cells)
     assert ([c.id for c in ex.cells] == [c.id for c in sol.cells]
             == ["code-1", "answer-1-1", "check-1-1"])
     assert "return 1" in sol.cells[1].source  # the solution is untouched
@@ -52,6 +56,10 @@ def test_make_exercise_clears_all_but_check_outputs():
 def test_unexecuted_check_cell_is_refused():
     with pytest.raises(ValueError, match="must store its passing output"):
         release.make_exercise(_tiny_solution(executed=False))
+    failing = _tiny_solution()
+    failing.cells[2].outputs[0].text = "something else\n"
+    with pytest.raises(ValueError, match="must store its passing output"):
+        release.make_exercise(failing)
 
 
 def test_structure_errors():
