@@ -25,7 +25,8 @@ initializer            distribution                            variance
 
 ``fan`` is ``fan_in`` (keeps the forward signal) or ``fan_out`` (keeps the backward gradient),
 chosen with ``mode``; :func:`variance_scaling_` writes all of them as ``scale / fan`` and adds the
-average ``fan_avg`` (Keras's ``VarianceScaling``). :func:`calculate_fan_in_and_fan_out` also handles convolution weights
+average ``fan_avg`` (Keras's ``VarianceScaling``). :func:`calculate_fan_in_and_fan_out` also
+handles convolution weights
 ``(out_channels, in_channels, *kernel)``, whose units each see ``in_channels * kernel`` inputs.
 """
 
