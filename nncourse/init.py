@@ -24,7 +24,9 @@ initializer            distribution                            variance
 =====================  ======================================  ==============================
 
 ``fan`` is ``fan_in`` (keeps the forward signal) or ``fan_out`` (keeps the backward gradient),
-chosen with ``mode``. :func:`calculate_fan_in_and_fan_out` also handles convolution weights
+chosen with ``mode``; :func:`variance_scaling_` writes all of them as ``scale / fan`` and adds the
+average ``fan_avg`` (Keras's ``VarianceScaling``). :func:`calculate_fan_in_and_fan_out` also
+handles convolution weights
 ``(out_channels, in_channels, *kernel)``, whose units each see ``in_channels * kernel`` inputs.
 """
 
@@ -40,7 +42,7 @@ from nncourse._validate import check_number
 __all__ = ["NONLINEARITIES", "MODES", "SCHEMES", "calculate_gain", "calculate_fan_in_and_fan_out",
            "calculate_correct_fan", "zeros_", "constant_", "normal_", "uniform_",
            "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_",
-           "lecun_normal_", "init_model_"]
+           "lecun_normal_", "variance_scaling_", "init_model_"]
 
 _LINEAR_LIKE = ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
                 "conv_transpose3d")
@@ -217,6 +219,39 @@ def lecun_normal_(tensor: torch.Tensor, generator: torch.Generator | None = None
     The same as ``kaiming_normal_(tensor, nonlinearity="linear")``; torch has no separate name.
     """
     return kaiming_normal_(tensor, mode="fan_in", nonlinearity="linear", generator=generator)
+
+
+#: Valid ``mode`` values of :func:`variance_scaling_`: the Kaiming modes plus Glorot's average.
+VARIANCE_MODES = ("fan_in", "fan_out", "fan_avg")
+
+
+def variance_scaling_(tensor: torch.Tensor, scale: float = 1.0, mode: str = "fan_in",
+                      distribution: str = "normal",
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+    r"""The one rule behind every scaled scheme: :math:`\mathrm{Var}[W] = \text{scale}/n`, with
+    ``n`` = ``fan_in``, ``fan_out`` or ``fan_avg`` = (fan_in + fan_out) / 2 (``mode``).
+
+    Keras calls it ``VarianceScaling``; torch has no single function for it. ``scale=1,
+    mode="fan_avg"`` is Glorot/Xavier (``xavier_normal_`` / ``xavier_uniform_`` give the same
+    weights with the same generator), ``scale=2, mode="fan_in"`` is He for ReLU and ``scale=1,
+    mode="fan_in"`` is LeCun. ``distribution`` is ``"normal"`` (a plain normal, as torch's
+    initializers draw; Keras's default is a normal truncated at two standard deviations, and
+    rescales it) or ``"uniform"`` (U(-a, a), a = sqrt(3 Var)).
+    """
+    _check_number("scale", scale, positive=True)
+    if not isinstance(mode, str) or mode not in VARIANCE_MODES:
+        raise ValueError(f"variance_scaling_: mode must be one of {', '.join(VARIANCE_MODES)}; "
+                         f"got {mode!r}")
+    if distribution not in ("normal", "uniform"):
+        raise ValueError(f"variance_scaling_: distribution must be 'normal' or 'uniform'; "
+                         f"got {distribution!r}")
+    fan_in, fan_out = calculate_fan_in_and_fan_out(tensor)
+    n = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2.0}[mode]
+    std = math.sqrt(scale / float(n))
+    if distribution == "uniform":
+        a = math.sqrt(3.0) * std
+        return uniform_(tensor, -a, a, generator)
+    return normal_(tensor, 0.0, std, generator)
 
 
 #: The course's one vocabulary of initialization schemes, used by :func:`init_model_` and so by

@@ -143,3 +143,32 @@ def test_init_model_initializes_every_layer_reproducibly():
     before = [p.clone() for p in kept.parameters()]
     init.init_model_(kept, "default", scale=2.0)
     assert torch.equal(kept[0].weight, 2 * before[0]) and torch.equal(kept[0].bias, before[1])
+
+
+@pytest.mark.parametrize("shape", [(30, 20), (8, 4, 3, 3)])
+def test_variance_scaling_is_each_named_scheme(shape):
+    def draw(fn, *args, **kwargs):
+        return fn(torch.empty(shape), *args, generator=torch.Generator().manual_seed(3), **kwargs)
+
+    vs = init.variance_scaling_
+    # fan_avg with scale 1 is Glorot/Xavier, in both distributions, bit for bit with torch
+    assert torch.equal(draw(vs, 1.0, "fan_avg"), draw(torch.nn.init.xavier_normal_))
+    assert torch.equal(draw(vs, 1.0, "fan_avg", "uniform"), draw(torch.nn.init.xavier_uniform_))
+    # fan_in with scale 2 is He for ReLU; fan_out picks Kaiming's backward mode
+    he = draw(torch.nn.init.kaiming_normal_, nonlinearity="relu")
+    assert torch.allclose(draw(vs, 2.0, "fan_in"), he, rtol=1e-6, atol=0)
+    he_out = draw(torch.nn.init.kaiming_normal_, mode="fan_out", nonlinearity="relu")
+    assert torch.allclose(draw(vs, 2.0, "fan_out"), he_out, rtol=1e-6, atol=0)
+    assert torch.allclose(draw(vs, 1.0, "fan_in"), draw(init.lecun_normal_), rtol=1e-6, atol=0)
+
+
+def test_variance_scaling_statistics_and_arguments():
+    w = init.variance_scaling_(torch.empty(400, 600), 1.0, "fan_avg",
+                               generator=torch.Generator().manual_seed(0))
+    assert w.var().item() == pytest.approx(1 / 500, rel=0.02)
+    with pytest.raises(ValueError, match="fan_in, fan_out, fan_avg"):
+        init.variance_scaling_(torch.empty(3, 3), mode="avg")
+    with pytest.raises(ValueError, match="'normal' or 'uniform'"):
+        init.variance_scaling_(torch.empty(3, 3), distribution="truncated")
+    with pytest.raises(ValueError):
+        init.variance_scaling_(torch.empty(3, 3), scale=-1.0)

@@ -122,7 +122,13 @@ def plot_snapshots(run: Run, epochs=(0, 10, 200, 500)):
     missing = [e for e in epochs if e not in run.epochs]
     if missing:
         raise ValueError(f"no snapshot at epochs {missing}; snapshots are at {run.epochs}")
-    fig, axes = plt.subplots(1, len(epochs) + 1, figsize=(2.6 * (len(epochs) + 1), 2.8))
+    # Boundaries on a grid of two columns (large enough to see the shape), the loss curve as a tall
+    # panel on the right.
+    rows = (len(epochs) + 1) // 2
+    fig = plt.figure(figsize=(11, 3.6 * rows), layout="constrained")
+    grid = fig.add_gridspec(rows, 3)
+    axes = [fig.add_subplot(grid[k // 2, k % 2]) for k in range(len(epochs))]
+    axes.append(fig.add_subplot(grid[:, 2]))
     for ax, e in zip(axes, epochs):
         plot_boundary(ax, run.probs[run.epochs.index(e)], run.extent, run.X, run.y)
         ax.set_title(f"epoch {e}: loss {run.history.train_loss[e]:.3f}")

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nncourse._validate import check_int
+from nncourse._validate import check_int, check_number
 from nncourse.clipping import ClipGradients
 from nncourse.data import load_digits
 from nncourse.diagnostics import (
@@ -44,7 +44,8 @@ from nncourse.plotting import color, decade_limits, plot_per_layer
 from nncourse.training import Callback, History, loss_function, mean_sd, train
 
 __all__ = ["WIDTH", "ACTIVATION_CHOICES", "SCALES", "digits", "probe_batch", "layer_grad_norms",
-           "gradient_profile", "first_last_ratio", "diagnose", "relative_weight_change",
+           "gradient_profile", "first_last_ratio", "diagnose", "first_step_ratios",
+           "relative_weight_change",
            "unit_spread", "at_least", "StepLosses", "train_deep", "seed_runs", "over_seeds",
            "plot_sigmoid_chain",
            "plot_profiles", "plot_update_ratios", "plot_histograms", "explore_gradients"]
@@ -54,7 +55,7 @@ WIDTH = 64
 #: Activations offered by the widget.
 ACTIVATION_CHOICES = ("sigmoid", "tanh", "relu")
 #: Weight scales offered by the widget: std = scale / sqrt(fan_in); sqrt(2) is He for ReLU.
-SCALES = (0.25, 0.5, 0.71, 1.0, 1.41, 2.0, 2.83, 4.0)
+SCALES = (0.25, 0.5, 0.71, 1.0, 1.41, 2.0, 2.83, 4.0, 8.0, 16.0)
 
 
 @lru_cache(maxsize=1)
@@ -134,6 +135,23 @@ def diagnose(norms: Sequence[float], ratio: float = 100.0, max_norm: float = 100
     if g.max() < min_norm or g[0] * ratio < g[-1]:
         return "vanishing"
     return "healthy"
+
+
+def first_step_ratios(activation: str = "relu", depth: int = 10, init: str = "he_normal",
+                      scale: float = 1.0, lr: float = 0.1, seed: int = 0) -> np.ndarray:
+    """Update-to-weight ratio ``lr * ||dL/dW_l|| / ||W_l||`` of each layer's first SGD step.
+
+    The same network and probe batch as :func:`gradient_profile`. Whether a gradient is "too
+    large" depends on the step it makes: this is the number to compare with the ~1e-3 rule of
+    thumb, at the learning rate you will train with. One value per layer, input to output.
+    """
+    _check_depth(depth)
+    check_number(lr, "lr", 0)
+    model = make_mlp(64, 10, width=WIDTH, depth=depth, activation=activation, init=init,
+                     init_scale=float(scale), seed=seed)
+    grads = np.array(gradient_profile(activation, depth, init, scale, seed))
+    weights = np.array([m.weight.norm().item() for m in model if isinstance(m, nn.Linear)])
+    return lr * grads / weights
 
 
 def relative_weight_change(before: nn.Module | Sequence[torch.Tensor],
@@ -390,8 +408,12 @@ def explore_gradients(static: bool = False, depth: int = 15, activation: str = "
             ax.yaxis.set_minor_locator(mticker.NullLocator())
             ax.set_xlabel("layer (input → output)")
             ax.set_ylabel("weight-gradient norm (log scale)")
-            ax.axhline(100.0, color="gray", ls=":", lw=1)   # diagnose()'s max_norm
-            ax.axhline(1e-3, color="gray", ls=":", lw=1)    # diagnose()'s min_norm
+            # diagnose()'s max_norm and min_norm: rules of thumb, labelled as such
+            for y, text, va in ((100.0, "1e2: diagnose()'s max_norm (a rule of thumb)", "top"),
+                                (1e-3, "1e-3: diagnose()'s min_norm (a rule of thumb)", "bottom")):
+                ax.axhline(y, color="gray", ls=":", lw=1)
+                ax.annotate(text, (0.01, y), xycoords=("axes fraction", "data"), fontsize=7,
+                            color="gray", ha="left", va=va, annotation_clip=True)
         state["line"].set_data(x, shown)
         state["line"].set_color(color(activation))
         set_limits(ax, xlim=(0.5, len(norms) + 0.5), ylim=decade_limits(norms))

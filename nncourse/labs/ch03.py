@@ -37,7 +37,8 @@ from nncourse.widgets import freeze_layout, interactive_figure
 __all__ = ["REFERENCE", "RECIPES", "CirclesRun", "circles", "circles_model", "train_circles",
            "compare_on_circles", "unit_spread", "ACTIVATIONS", "WEIGHTS", "weight_std",
            "Profile", "propagate", "std_table", "format_std", "plot_std_vs_depth",
-           "plot_histograms", "widget_profile", "explore_initialization"]
+           "plot_histograms", "widget_profile", "explore_initialization", "gradient_profile",
+           "DEEP_RUNS", "train_deep"]
 
 # --- training on circles ------------------------------------------------------------------------
 
@@ -488,8 +489,9 @@ def explore_initialization(static: bool = False, width: int = 128, batch: int = 
         # The scheme and its weight std in the title: Xavier and LeCun coincide for square
         # layers, and a learner who switches between them should see why nothing else moves.
         w_std = weight_std(scheme, width, width, gain)
-        state["std_title"].set_text(f"{WEIGHTS[scheme][0].split(':')[0]} weights (std {w_std:.3g}) "
-                                    f"→ layer {depth}: std {format_std(p.stds[-1])}")
+        state["std_title"].set_text(f"{activation}, {depth} layers, "
+                                    f"{WEIGHTS[scheme][0].split(':')[0]} weights (std {w_std:.3g})"
+                                    f"\n→ layer {depth}: std {format_std(p.stds[-1])}")
         limit = _histogram_limit(p)
         edges = np.linspace(-limit, limit, bins + 1)
         top = 0.0
@@ -508,3 +510,63 @@ def explore_initialization(static: bool = False, width: int = 128, batch: int = 
             state["pinned"] = True
 
     return interactive_figure(draw, controls, ncols=2, figsize=(9.5, 3.6), static=static)
+
+
+# --- 4b. the backward pass, and training ------------------------------------------------------
+
+def gradient_profile(scheme: str, activation: str, depth: int = 50, gain: float = 1.0,
+                     width: int = 128, batch: int = 256, seed: int = 0) -> np.ndarray:
+    """Weight-gradient norm ``||dL/dW_l||`` of every layer of :func:`propagate`'s network.
+
+    Same inputs and weights as :func:`propagate` (float64). The loss is a fixed random
+    projection of the last layer, ``L = sum(h_L * r) / batch`` with ``r`` standard normal, so the
+    gradient that enters the top layer has the same size for every scheme and only what the
+    layers do to it on the way back differs. Returns one norm per layer, input to output.
+    """
+    _validate(activation, depth, width, batch, gain, ())
+    std = weight_std(scheme, width, width, gain)
+    x, z = _standard_draws(max(depth, 100), width, batch, seed)
+    weights = [(z[layer] * std).clone().requires_grad_(True) for layer in range(depth)]
+    act = activations.module(activation)
+    h = x
+    for w in weights:
+        h = act(h @ w.T)
+    r = torch.randn(h.shape, generator=torch.Generator().manual_seed(seed + 1),
+                    dtype=torch.float64)
+    ((h * r).sum() / batch).backward()
+    return np.array([w.grad.norm().item() for w in weights])
+
+
+#: The deep networks :func:`train_deep` compares: ``label -> (activation, init, init_gain,
+#: init_scale)`` in :func:`nncourse.models.make_mlp`'s vocabulary (``normal`` is N(0, 0.01²), so
+#: a scale of 100 gives N(0, 1)).
+DEEP_RUNS = {"tanh, N(0, 1)": ("tanh", "normal", None, 100.0),
+             "tanh, Xavier": ("tanh", "xavier_normal", None, 1.0),
+             "tanh, Xavier, gain 5/3": ("tanh", "xavier_normal", 5 / 3, 1.0),
+             "ReLU, Xavier": ("relu", "xavier_normal", None, 1.0),
+             "ReLU, He": ("relu", "he_normal", None, 1.0)}
+
+
+@lru_cache(maxsize=2)
+def train_deep(seeds: tuple[int, ...] = (0, 1, 2), depth: int = 10, width: int = 64,
+               epochs: int = 5, lr: float = 0.05) -> dict[str, list[History]]:
+    """Train each network of :data:`DEEP_RUNS` on the digits, once per seed.
+
+    ``depth`` hidden layers of ``width`` units, mini-batch SGD at ``lr`` for ``epochs`` epochs:
+    the same budget for every initialization. Returns ``{label: [History per seed]}``.
+    """
+    from nncourse.data import load_digits
+
+    check_int(depth, "depth")
+    if not seeds or not all(isinstance(s, int) for s in seeds):
+        raise ValueError(f"train_deep: seeds must be a non-empty tuple of ints, got {seeds!r}")
+    data = load_digits(seed=0)
+    runs = {}
+    for label, (activation, scheme, gain, scale) in DEEP_RUNS.items():
+        runs[label] = []
+        for seed in seeds:
+            model = make_mlp(64, 10, width=width, depth=depth, activation=activation,
+                             init=scheme, init_gain=gain, init_scale=scale, seed=seed)
+            runs[label].append(train(model, data, epochs=epochs, lr=lr, seed=seed,
+                                     progress=False))
+    return runs

@@ -388,7 +388,8 @@ def explore_activation(static: bool = False, name: str = "leaky_relu", value: fl
         # 1e-3..1e3 unless the curve leaves it: one scale for every activation, and a redraw
         # that repaints the curve, not the axes.
         set_limits(ax2, ylim=decade_limits(norms, at_least=(1e-3, 1e3), margin=2.0))
-        ax2.set_title(f"gradient flow, {depth} layers: first/last = {norms[0] / norms[-2]:.2g}")
+        ax2.set_title(f"gradient flow, {depth} layers: first / last hidden = "
+                      f"{norms[0] / norms[-2]:.2g}")
 
     return interactive_figure(draw, {"activation": dropdown, "parameter": slider}, ncols=2,
                               figsize=(9, 3.4), static=static)

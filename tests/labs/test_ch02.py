@@ -179,3 +179,25 @@ def test_at_least_prints_the_floor_for_rounding_level_values():
     assert lab.at_least(0.38, 6e-8, ".1e") == "3.8e-01"
     with pytest.raises(ValueError, match="floor must be positive"):
         lab.at_least(1.0, 0.0)
+
+
+def test_first_step_ratios_is_lr_times_gradient_over_weight():
+    r1 = lab.first_step_ratios("relu", depth=4, init="he_normal", scale=1.0, lr=0.1)
+    r2 = lab.first_step_ratios("relu", depth=4, init="he_normal", scale=1.0, lr=0.01)
+    assert r1.shape == (5,) and np.allclose(r1, 10 * r2)
+    grads = np.array(lab.gradient_profile("relu", 4, "he_normal", 1.0))
+    model = make_mlp(64, 10, width=lab.WIDTH, depth=4, activation="relu", init="he_normal", seed=0)
+    weights = np.array([m.weight.norm().item() for m in linear_layers(model)])
+    assert np.allclose(r1, 0.1 * grads / weights)
+    # larger weights: a larger step relative to the weights (gradients grow ~ s^depth)
+    big = lab.first_step_ratios("relu", depth=4, init="he_normal", scale=2.0, lr=0.1)
+    assert big.max() > 5 * r1.max()
+    with pytest.raises(ValueError):
+        lab.first_step_ratios(lr=-1.0)
+
+
+def test_widget_scale_reaches_the_sigmoid_recovery():
+    assert 16.0 in lab.SCALES
+    ratio = lab.first_last_ratio(lab.gradient_profile("sigmoid", 15, "lecun_normal", 16.0))
+    small = lab.first_last_ratio(lab.gradient_profile("sigmoid", 15, "lecun_normal", 1.0))
+    assert ratio > 1e3 * small

@@ -119,12 +119,13 @@ def test_widget_static_and_live_redraw():
     assert ax_hist.get_title() == "layers 1, 2 (dark → light)"
     last = lab.propagate("he_normal", "relu", 2).stds[-1]
     w_std = lab.weight_std("he_normal", 128, 128)
-    assert ax_std.get_title() == (f"He weights (std {w_std:.3g}) → layer 2: "
-                                  f"std {lab.format_std(last)}")
+    assert ax_std.get_title() == (f"relu, 2 layers, He weights (std {w_std:.3g})\n"
+                                  f"→ layer 2: std {lab.format_std(last)}")
     scheme.value = "lecun_normal"
     lecun = ax_std.get_title()
     scheme.value = "xavier_normal"  # same std for square layers: the title still tells them apart
-    assert lecun.startswith("LeCun weights") and ax_std.get_title().startswith("Xavier weights")
+    assert lecun.startswith("relu, 2 layers, LeCun weights")
+    assert ax_std.get_title().startswith("relu, 2 layers, Xavier weights")
     assert lecun.split(" (")[1] == ax_std.get_title().split(" (")[1]
     # Axis labels and titles stay where the first layout put them (no re-measuring per redraw).
     assert not ax_std.xaxis._autolabelpos and not ax_std._autotitlepos
@@ -171,3 +172,22 @@ def test_decade_ticks_use_round_steps():
     np.testing.assert_allclose(lab._decade_ticks(1e-3, 10), [1e-3, 1e-2, 1e-1, 1, 10])
     np.testing.assert_allclose(lab._decade_ticks(1e-172, 1), [1e-150, 1e-100, 1e-50, 1])
     np.testing.assert_allclose(lab._decade_ticks(1e-3, 1e154), [1, 1e50, 1e100, 1e150])
+
+
+def test_gradient_profile_backward_regimes():
+    tiny = lab.gradient_profile("normal_0.01", "tanh", depth=10)
+    big = lab.gradient_profile("normal_1", "tanh", depth=10)
+    xavier = lab.gradient_profile("xavier_normal", "tanh", depth=10)
+    assert tiny.shape == (10,) and tiny.max() < 1e-6          # vanished everywhere
+    assert big[0] / big[-1] > 100                              # chaotic: explodes toward the input
+    assert 0.5 < xavier[0] / xavier[-1] < 2                    # flat
+    with pytest.raises(ValueError):
+        lab.gradient_profile("xavier_normal", "softmax")
+
+
+def test_train_deep_runs_every_network_per_seed():
+    runs = lab.train_deep(seeds=(0,), depth=2, width=8, epochs=1)
+    assert list(runs) == list(lab.DEEP_RUNS)
+    assert all(len(h) == 1 and h[0].epochs_run == 1 for h in runs.values())
+    with pytest.raises(ValueError):
+        lab.train_deep(seeds=())
