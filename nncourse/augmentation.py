@@ -7,6 +7,8 @@ and return the same shape.
 
 * :func:`translate`, :func:`rotate` -- one affine resampling (``F.affine_grid`` +
   ``F.grid_sample``, bilinear, zeros outside the image);
+* :func:`flip` -- a mirror image (``torch.flip``): right for most photos, wrong for digits;
+* :func:`random_crop` -- pad with zeros, then cut a window at a random offset (whole-pixel shifts);
 * :func:`add_noise` -- Gaussian pixel noise, clipped to the pixel range;
 * :func:`random_augment` -- a random shift, rotation and noise per image;
 * :func:`augment_dataset` -- the training set plus ``copies`` augmented variants of each image.
@@ -22,8 +24,8 @@ import torch.nn.functional as F
 from nncourse._validate import check_int
 from nncourse.data import Dataset
 
-__all__ = ["as_images", "affine", "translate", "rotate", "add_noise", "random_augment",
-           "augment_dataset"]
+__all__ = ["as_images", "affine", "translate", "rotate", "flip", "random_crop", "add_noise",
+           "random_augment", "augment_dataset"]
 
 
 def as_images(x: torch.Tensor, size: int = 8) -> torch.Tensor:
@@ -77,6 +79,29 @@ def translate(x: torch.Tensor, dx=0, dy=0) -> torch.Tensor:
 def rotate(x: torch.Tensor, degrees) -> torch.Tensor:
     """Rotate images counter-clockwise by ``degrees`` about their centre."""
     return affine(x, degrees)
+
+
+def flip(x: torch.Tensor, horizontal: bool = True) -> torch.Tensor:
+    """Mirror images left-right (``horizontal=True``) or upside down: ``torch.flip`` on the
+    width or height axis. A label-preserving change for a cat or a car; not for a digit (a
+    mirrored 2, 3, 4, 7 is no digit, and flipping both ways -- a 180° turn -- makes a 6 a 9)."""
+    img = as_images(x)
+    return _like(torch.flip(img, dims=(3 if horizontal else 2,)), x)
+
+
+def random_crop(x: torch.Tensor, padding: int = 1,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """Pad each image with ``padding`` zero pixels on every side, then cut an image of the
+    original size at a random offset -- torchvision's ``RandomCrop(size, padding)``: a random
+    whole-pixel shift of up to ``padding`` pixels on each axis."""
+    check_int(padding, "padding", low=0, fn="random_crop")
+    img = as_images(x)
+    n, _, h, w = img.shape
+    padded = F.pad(img, (padding,) * 4)
+    offsets = torch.randint(0, 2 * padding + 1, (n, 2), generator=generator)
+    out = torch.stack([padded[i, :, a:a + h, b:b + w]
+                       for i, (a, b) in enumerate(offsets.tolist())])
+    return _like(out, x)
 
 
 def add_noise(x: torch.Tensor, std: float = 0.05, generator: torch.Generator | None = None,

@@ -66,3 +66,29 @@ def test_random_augment_is_seeded_and_label_preserving_dataset():
     own = (a.X_train[30:60] - d.X_train).norm(dim=1)
     other = (a.X_train[30:60] - d.X_train.roll(1, 0)).norm(dim=1)
     assert (own < other).float().mean().item() > 0.8
+
+
+def test_flip_mirrors_and_180_degrees_is_both_flips():
+    x = _images()
+    img = A.as_images(x)
+    assert torch.equal(A.as_images(A.flip(x)), img.flip(3))          # left-right
+    assert torch.equal(A.as_images(A.flip(x, horizontal=False)), img.flip(2))
+    assert torch.equal(A.flip(A.flip(x)), x)                         # an involution
+    both = A.flip(A.flip(x), horizontal=False)
+    assert torch.allclose(A.rotate(x, 180.0), both, atol=1e-5)       # 6 <-> 9
+
+
+def test_random_crop_is_a_whole_pixel_shift_with_zero_fill():
+    x = _images(20)
+    gen = torch.Generator().manual_seed(0)
+    out = A.random_crop(x, padding=1, generator=gen)
+    assert out.shape == x.shape
+    gen = torch.Generator().manual_seed(0)
+    offsets = torch.randint(0, 3, (20, 2), generator=gen)
+    for i, (a, b) in enumerate(offsets.tolist()):
+        # offset (a, b) in the padded image = a shift by (1 - b, 1 - a) pixels (right, down)
+        want = A.translate(x[i:i + 1], 1 - b, 1 - a)
+        assert torch.allclose(out[i:i + 1], want, atol=1e-6)
+    assert torch.equal(A.random_crop(x, padding=0), x)
+    with pytest.raises(ValueError, match="random_crop: padding must be a non-negative integer"):
+        A.random_crop(x, padding=-1)

@@ -5,10 +5,11 @@ terms: :func:`noisy_moons` (40 training points, 901 validation points) and :func
 trains the same wide, deep MLP with any mix of L1/L2, dropout, max-norm and early stopping and
 returns a :class:`Run`. Runs are cached by their settings: a sweep, the comparison table and the
 widget share the runs they have in common. On 40 points one run is one draw: :func:`fit_seeds`
-repeats a setting over :data:`SEEDS` (initialization and dropout masks) and :func:`seed_table`
-prints means with their spread, which is what a comparison of techniques must rest on.
-:func:`explore_regularization` is the chapter's widget (L2 strength x dropout rate, from a
-precomputed grid of runs).
+repeats a setting over :data:`SEEDS` (each seed draws the 40 points, the initialization and the
+dropout masks), :func:`seed_table` prints means with their spread and
+:func:`paired_differences` compares two settings seed by seed, which is what a comparison of
+techniques must rest on. :func:`explore_regularization` is the chapter's widget (L2 strength x
+dropout rate, from a precomputed grid of runs).
 """
 
 from __future__ import annotations
@@ -32,30 +33,40 @@ from nncourse.regularization import (
     expected_calibration_error,
     mc_dropout_predict,
 )
-from nncourse.training import History, accuracy, eval_mode, mean_sd, train
+from nncourse.training import Callback, History, accuracy, eval_mode, evaluate, mean_sd, train
 from nncourse.widgets import interactive_figure
 
 __all__ = ["RECIPE", "SEEDS", "noisy_moons", "Run", "fit", "fit_seeds", "mean_sd", "seed_table",
+           "paired_differences",
            "dropout_loss_modes", "mc_dropout_scores", "fit_digits", "table", "plot_curves",
            "plot_boundaries", "probability_grid", "boundary_lines", "L2_GRID", "DROPOUT_GRID",
            "grid_runs", "explore_regularization"]
 
 #: The chapter's training recipe: a wide, deep ReLU net and full-batch SGD with momentum; gradient
-#: clipping (chapter 02) only acts when heavy dropout makes a step explode.
-RECIPE = {"width": 128, "depth": 3, "epochs": 300, "lr": 0.1, "momentum": 0.9, "clip_norm": 5.0}
+#: clipping (chapter 02) only acts when heavy dropout makes a step explode. The validation set is
+#: scored every ``eval_every`` epochs (every epoch for early stopping): scoring 901 points costs
+#: more than a training step on 40.
+RECIPE = {"width": 64, "depth": 3, "epochs": 300, "lr": 0.1, "momentum": 0.9, "clip_norm": 5.0,
+          "eval_every": 5}
 
 
-@lru_cache(maxsize=8)
-def noisy_moons(n_train: int = 40, noise: float = 0.3, seed: int = 0) -> Dataset:
+def noisy_moons(n_train: int = 40, noise: float = 0.3, seed: int = 0,
+                sample: int | None = None) -> Dataset:
     """Two-moons with ``noise``: ``n_train`` training points, 901 validation, 900 test.
 
     The validation and test sets are large so that an accuracy measured on them is not luck of a
-    small split (binomial standard error about 1 point); the training set is small so that a big
-    network can memorize it -- and so that two trainings differ by more than that (compare
-    settings with :func:`fit_seeds`).
+    small split (binomial standard error about 1.2 points at 85 %); the training set is small so
+    that a big network can memorize it -- and so that two trainings differ by more than that
+    (compare settings with :func:`fit_seeds`). ``sample`` (default: ``seed``) draws which
+    ``n_train`` points of the 1199-point training pool are used; validation and test stay fixed.
     """
+    return _noisy_moons(n_train, float(noise), seed, seed if sample is None else sample)
+
+
+@lru_cache(maxsize=16)
+def _noisy_moons(n_train: int, noise: float, seed: int, sample: int) -> Dataset:
     full = load_moons(n_samples=3000, noise=noise, seed=seed, val_fraction=0.3, test_fraction=0.3)
-    return full.subset_train(n_train, seed=seed)
+    return full.subset_train(n_train, seed=sample)
 
 
 @dataclass
@@ -69,72 +80,101 @@ class Run:
     val_acc: float
     test_acc: float
     extra: dict = field(default_factory=dict)
+    data: Dataset | None = None   # what it was trained on (its training points)
 
     @property
     def gap(self) -> float:
         """Train minus validation accuracy: how much the network memorized."""
         return self.train_acc - self.val_acc
 
+    @property
+    def val_epochs(self) -> np.ndarray:
+        """The epochs at which the validation curves were measured."""
+        return np.asarray(self.history.extra.get(
+            "val_epochs", range(1, len(self.history.val_loss) + 1)))
+
     def line(self) -> str:
         return (f"{self.name:<22} train {self.train_acc:6.1%}   val {self.val_acc:6.1%}   "
                 f"gap {self.gap:+6.1%}")
 
 
+class _EvaluateEvery(Callback):
+    """Score the validation set every ``every`` epochs (and at the last one) into the history;
+    ``history.extra["val_epochs"]`` says which epochs. Runs before the other callbacks, so
+    early stopping sees the new value."""
+
+    def __init__(self, X, y, every: int, epochs: int):
+        self.X, self.y, self.every, self.epochs = X, y, every, epochs
+
+    def on_epoch_end(self, model, epoch, history):
+        if epoch % self.every == 0 or epoch in (1, self.epochs):
+            loss, acc = evaluate(model, self.X, self.y)
+            history.val_loss.append(loss)
+            history.val_acc.append(acc)
+            history.extra.setdefault("val_epochs", []).append(epoch)
+
+
 def fit(name: str = "baseline", *, n_train: int = 40, width: int = RECIPE["width"],
         depth: int = RECIPE["depth"], l2: float = 0.0, l1: float = 0.0, dropout: float = 0.0,
         l1_proximal: bool = True, max_norm: float | None = None, patience: int | None = None,
-        epochs: int = RECIPE["epochs"], seed: int = 0) -> Run:
+        monitor: str = "val_loss", epochs: int = RECIPE["epochs"],
+        momentum: float = RECIPE["momentum"], eval_every: int | None = None,
+        seed: int = 0) -> Run:
     """Train the chapter's MLP on :func:`noisy_moons` with the given regularization.
 
     ``l2`` adds the L2 gradient ``l2 * w`` (SGD's ``weight_decay``, on weights, not biases),
     ``l1`` an L1 penalty -- a proximal step (exact zeros) or, with ``l1_proximal=False``, its
     subgradient ``l1 * sign(w)`` --, ``dropout`` the rate after each hidden layer, ``max_norm``
-    the bound on each unit's incoming weight norm, ``patience`` turns on early stopping on the
-    validation loss (restoring the best weights). Cached: the same settings return the same
-    :class:`Run`.
+    the bound on each unit's incoming weight norm, ``patience`` turns on early stopping on
+    ``monitor`` (``"val_loss"`` or ``"val_acc"``, restoring the best weights; the validation set
+    is then scored every epoch). ``seed`` sets the initialization, the dropout masks *and* which
+    40 points are drawn from the pool (:func:`noisy_moons`); seed 0 is the chapter's running
+    example. Cached: the same settings return the same :class:`Run`.
     """
+    every = 1 if patience else (eval_every or RECIPE["eval_every"])
     run = _fit(n_train, width, depth, float(l2), float(l1), bool(l1_proximal), float(dropout),
-               None if max_norm is None else float(max_norm), patience, epochs, seed)
+               None if max_norm is None else float(max_norm), patience, monitor, epochs,
+               float(momentum), every, seed)
     if run.name != name:
         run = Run(name, run.model, run.history, run.train_acc, run.val_acc, run.test_acc,
-                  run.extra)
+                  run.extra, run.data)
     return run
 
 
-@lru_cache(maxsize=128)
-def _fit(n_train, width, depth, l2, l1, l1_proximal, dropout, max_norm, patience, epochs,
-         seed) -> Run:
-    data = noisy_moons(n_train, seed=0)
+@lru_cache(maxsize=256)
+def _fit(n_train, width, depth, l2, l1, l1_proximal, dropout, max_norm, patience, monitor,
+         epochs, momentum, eval_every, seed) -> Run:
+    data = noisy_moons(n_train, seed=0, sample=seed)
     model = make_mlp(2, 1, width=width, depth=depth, init="he_normal", dropout=dropout,
                      seed=seed)
-    callbacks = []
+    callbacks = [_EvaluateEvery(data.X_val, data.y_val, eval_every, epochs)]
     if l2:
         callbacks.append(WeightPenalty("l2", l2))
     if l1:
         callbacks.append(WeightPenalty("l1", l1, proximal=l1_proximal))
     if max_norm is not None:
         callbacks.append(MaxNorm(max_norm))
-    stopper = EarlyStopping(patience=patience) if patience else None
+    stopper = EarlyStopping(patience=patience, monitor=monitor) if patience else None
     if stopper:
         callbacks.append(stopper)
     # Dropout draws its masks from the global generator: seed it per run, so that a run does
     # not depend on which runs came before it (the cache makes the call order vary).
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        history = train(model, data, epochs=epochs, lr=RECIPE["lr"],
-                        momentum=RECIPE["momentum"], clip_norm=RECIPE["clip_norm"],
-                        batch_size=None, callbacks=callbacks, seed=seed, progress=False)
+        history = train(model, data, epochs=epochs, lr=RECIPE["lr"], momentum=momentum,
+                        clip_norm=RECIPE["clip_norm"], batch_size=None, callbacks=callbacks,
+                        seed=seed, progress=False, evaluate_val=False)
     extra = {}
     if stopper:
         extra = {"best_epoch": stopper.best_epoch, "stopped_epoch": stopper.stopped_epoch}
     return Run("", model, history, accuracy(model, data.X_train, data.y_train),
                accuracy(model, data.X_val, data.y_val), accuracy(model, data.X_test, data.y_test),
-               extra)
+               extra, data)
 
 
-#: The seeds (of the initialization and the dropout masks; the 40 points stay the same) over which
-#: the chapter averages a comparison. Seed 0 is the run shown everywhere else.
-SEEDS = (0, 1, 2)
+#: The seeds over which the chapter averages a comparison. A seed sets the initialization, the
+#: dropout masks and which 40 training points are drawn; seed 0 is the run shown everywhere else.
+SEEDS = (0, 1, 2, 3, 4)
 
 
 def fit_seeds(name: str = "baseline", seeds: tuple = SEEDS, **settings) -> list[Run]:
@@ -165,12 +205,21 @@ def seed_table(groups, test: bool = False) -> str:
     return "\n".join(rows)
 
 
+def paired_differences(runs, reference) -> tuple[float, float, int]:
+    """Test accuracy of ``runs`` minus that of ``reference``, seed by seed (the same seed means
+    the same 40 points and the same initial weights): the mean difference, its standard
+    deviation and on how many seeds ``runs`` is ahead."""
+    diffs = [a.test_acc - b.test_acc for a, b in zip(runs, reference, strict=True)]
+    m, sd = mean_sd(diffs)
+    return float(m), float(sd), sum(d > 0 for d in diffs)
+
+
 def dropout_loss_modes(run: Run, n_masks: int = 100, seed: int = 0) -> tuple[float, float]:
     """The trained network's loss on its training data with dropout on (averaged over
     ``n_masks`` random masks, as the training curve measures it but without the noise of one
     mask) and with dropout off (eval mode, as the validation curve measures it): same weights,
     two modes."""
-    data = noisy_moons()
+    data = run.data or noisy_moons()
     X, y = data.X_train, data.y_train.float()
     with torch.no_grad(), eval_mode(run.model), torch.random.fork_rng(devices=[]):
         off = nn.functional.binary_cross_entropy_with_logits(run.model(X).reshape(-1), y).item()
@@ -194,7 +243,9 @@ def mc_dropout_scores(run: Run, n_samples: int = 100, seed: int = 0) -> dict:
     p_mc, p_std = mc_dropout_predict(run.model, X, n_samples=n_samples, seed=seed)
 
     def scores(p):
-        nll = nn.functional.binary_cross_entropy(p.clamp(1e-6, 1 - 1e-6), y.float()).item()
+        # no clamp of p: one confidently wrong point costs what it costs (torch's
+        # binary_cross_entropy only bounds log(0) at -100)
+        nll = nn.functional.binary_cross_entropy(p, y.float()).item()
         return {"acc": ((p > 0.5).long() == y).float().mean().item(), "nll": nll,
                 "ece": expected_calibration_error(p, y)}
 
@@ -246,9 +297,8 @@ def plot_curves(runs, metric: str = "loss", ax=None, title: str | None = None,
     for r, c in zip(runs, colors):
         h = r.history
         tr, va = getattr(h, f"train_{metric}"), getattr(h, f"val_{metric}")
-        x = np.arange(1, len(tr) + 1)
-        ax.plot(x, tr, "-", color=c, lw=1.2, label=f"{r.name} (train)")
-        ax.plot(x, va, "--", color=c, lw=1.2, label=f"{r.name} (val)")
+        ax.plot(np.arange(1, len(tr) + 1), tr, "-", color=c, lw=1.2, label=f"{r.name} (train)")
+        ax.plot(r.val_epochs, va, "--", color=c, lw=1.2, label=f"{r.name} (val)")
     ax.set_xlabel("epoch")
     ax.set_ylabel({"loss": "loss", "acc": "accuracy"}[metric])
     if log or (log is None and metric == "loss"):
@@ -301,8 +351,11 @@ def _draw_boundary(ax, probs: np.ndarray, data: Dataset, points: str = "train"):
     x0, x1, y0, y1 = _EXTENT
     contour = ax.add_collection(LineCollection(boundary_lines(probs), colors="k", linewidths=1))
     X, y = (data.X_train, data.y_train) if points == "train" else (data.X_val, data.y_val)
-    ax.scatter(X[:, 0], X[:, 1], c=y, cmap="RdBu_r", s=14 if points == "train" else 4,
-               edgecolors="k", linewidths=0.4 if points == "train" else 0.1, vmin=0, vmax=1)
+    # the points in colours that are not on the map: white circles (class 0), black triangles
+    small = points != "train"
+    for k, marker, face, edge in [(0, "o", "white", "black"), (1, "^", "black", "white")]:
+        ax.scatter(X[y == k, 0], X[y == k, 1], marker=marker, s=5 if small else 18, c=face,
+                   edgecolors=edge, linewidths=0.2 if small else 0.6, zorder=3)
     ax.set_xlim(x0, x1)
     ax.set_ylim(y0, y1)
     ax.set_xlabel("$x_1$")
@@ -347,6 +400,7 @@ def grid_runs(epochs: int = RECIPE["epochs"], l2_grid: tuple = L2_GRID,
             probs = probability_grid(r.model)
             out[l2, p] = {"probs": probs, "boundary": boundary_lines(probs),
                           "train_loss": h.train_loss, "val_loss": h.val_loss,
+                          "val_epochs": r.val_epochs,
                           "train_acc": r.train_acc, "val_acc": r.val_acc}
     return out
 
@@ -374,21 +428,25 @@ def explore_regularization(static: bool = False, epochs: int = RECIPE["epochs"],
         if "image" not in state:
             state["image"], state["contour"] = _draw_boundary(ax_b, run["probs"], data)
             state["train"], = ax_c.plot(x, run["train_loss"], "-", color=color("train"),
-                                        label="train (dropout on)")
-            state["val"], = ax_c.plot(x, run["val_loss"], "--", color=color("val"),
-                                      label="validation")
+                                        label="train")
+            state["val"], = ax_c.plot(run["val_epochs"], run["val_loss"], "--",
+                                      color=color("val"), label="validation")
             ax_c.set_yscale("log")
             ax_c.set_ylim(1e-3, 10)
             ax_c.set_xlabel("epoch")
             ax_c.set_ylabel("loss (log scale)")
             ax_c.set_title("loss per epoch")
-            ax_c.legend(loc="lower left")
+            state["legend"] = ax_c.legend(loc="lower left")
         else:
             # swap data in place: no new artists, no contouring (boundaries are precomputed)
             state["image"].set_data(run["probs"])
             state["contour"].set_segments(run["boundary"])
             state["train"].set_ydata(run["train_loss"])
             state["val"].set_ydata(run["val_loss"])
+        # the training loss is measured with dropout on: say so only when there is dropout
+        label = "train (dropout on)" if p > 0 else "train"
+        state["train"].set_label(label)
+        state["legend"].get_texts()[0].set_text(label)
         ax_b.set_title(f"λ = {l2}, p = {p}: train {run['train_acc']:.0%}, "
                        f"val {run['val_acc']:.1%}", fontsize=10)
 

@@ -115,3 +115,50 @@ def test_mc_dropout_scores():
         assert 0 <= s[k]["ece"] <= 1 and s[k]["nll"] > 0
     assert s["std_wrong"] >= 0 and s["std_right"] >= 0
     assert lab.mc_dropout_scores(run, n_samples=8) == s                # seeded: reproducible
+
+
+def test_eval_every_changes_only_when_validation_is_scored():
+    every = lab.fit(epochs=12, eval_every=5)
+    each = lab.fit(epochs=12, eval_every=1)
+    assert every.model is not each.model
+    assert every.history.train_loss == each.history.train_loss     # same trajectory
+    assert list(every.val_epochs) == [1, 5, 10, 12]                  # first, every 5th, last
+    assert every.history.val_loss == [each.history.val_loss[e - 1] for e in every.val_epochs]
+    stopped = lab.fit(patience=3, epochs=40, eval_every=5)           # early stopping: every epoch
+    assert len(stopped.history.val_loss) == stopped.history.epochs_run
+
+
+def test_seed_draws_the_training_points_but_not_validation():
+    a, b = lab.fit(epochs=3, seed=0), lab.fit(epochs=3, seed=1)
+    assert a.data is lab.noisy_moons() and not torch.equal(a.data.X_train, b.data.X_train)
+    assert torch.equal(a.data.X_val, b.data.X_val) and torch.equal(a.data.X_test, b.data.X_test)
+    assert len(b.data.y_train) == 40 and b.data.y_train.float().mean().item() == 0.5
+
+
+def test_early_stopping_on_accuracy():
+    run = lab.fit(patience=5, monitor="val_acc", epochs=60)
+    best = run.extra["best_epoch"]
+    assert run.history.val_acc[best - 1] == max(run.history.val_acc[:best])
+    assert run.val_acc == pytest.approx(run.history.val_acc[best - 1])   # best weights restored
+
+
+def test_paired_differences():
+    class R:
+        def __init__(self, t):
+            self.test_acc = t
+    m, sd, ahead = lab.paired_differences([R(0.9), R(0.8), R(0.85)], [R(0.8), R(0.8), R(0.9)])
+    assert m == pytest.approx(0.05 / 3) and ahead == 1
+    assert sd == pytest.approx(lab.mean_sd([0.1, 0.0, -0.05])[1])
+    with pytest.raises(ValueError):
+        lab.paired_differences([R(0.9)], [R(0.8), R(0.7)])
+
+
+def test_widget_legend_says_dropout_on_only_with_dropout():
+    box = lab.explore_regularization(epochs=3, l2_grid=(0.0, 0.01), dropout_grid=(0.0, 0.5))
+    _, p_slider = box.children[0].children
+    legend = box.figure.axes[1].get_legend()
+    assert legend.get_texts()[0].get_text() == "train"
+    p_slider.value = 0.5
+    assert legend.get_texts()[0].get_text() == "train (dropout on)"
+    p_slider.value = 0.0
+    assert legend.get_texts()[0].get_text() == "train"
