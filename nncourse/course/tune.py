@@ -16,7 +16,7 @@ import optuna
 from nncourse.search import (
     TuneError,
     _check_trials,
-    create_study,
+    create_or_load_study,
     load_study,
     make_objective,
     quiet,
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         if args.epochs < 1:
             raise TuneError(f"--epochs must be a positive integer, got {args.epochs}")
         if args.create:
-            study = create_study(args.study, args.storage, seed=args.seed, load_if_exists=True)
+            study = create_or_load_study(args.study, args.storage, seed=args.seed)
         else:
             study = load_study(args.study, args.storage, seed=args.seed)
     except (TuneError, ValueError) as err:
