@@ -106,10 +106,10 @@ def test_plot_intermediate_tells_pruned_from_completed():
     study = optuna.create_study(direction="maximize")
     dist = {"lr": FloatDistribution(1e-4, 1.0, log=True)}
     study.add_trial(optuna.trial.create_trial(params={"lr": 0.01}, distributions=dist, value=0.9,
-                                              intermediate_values={0: 0.5, 1: 0.7, 2: 0.9}))
+                                              intermediate_values={1: 0.5, 2: 0.7, 3: 0.9}))
     study.add_trial(optuna.trial.create_trial(params={"lr": 0.5}, distributions=dist,
                                               state=optuna.trial.TrialState.PRUNED,
-                                              intermediate_values={0: 0.1, 1: 0.1}))
+                                              intermediate_values={1: 0.1, 2: 0.1}))
     ax = lab.plot_intermediate(study, epochs=3)
     styles = {line.get_label(): line.get_linestyle() for line in ax.get_lines()}
     assert styles["completed"] == "-" and styles["pruned"] == "--"
