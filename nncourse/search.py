@@ -25,6 +25,9 @@ study together.
 from __future__ import annotations
 
 import math
+import os
+import random
+import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -49,7 +52,7 @@ __all__ = ["SEARCH_SPACE", "DEFAULT_CONFIG", "quiet", "optuna_style", "suggest",
            "draw_config", "suggest_config", "sample_config", "config_from_params", "describe",
            "fit", "PruningCallback", "make_objective", "epochs_used", "random_search",
            "grid_search", "SearchResult", "log_grid", "create_study", "load_study",
-           "open_storage", "TuneError"]
+           "open_storage", "create_or_load_study", "TuneError"]
 
 #: The articles' search space. ``units`` is drawn once *per hidden layer* (``units_0``, ...).
 SEARCH_SPACE: dict[str, BaseDistribution] = {
@@ -362,20 +365,87 @@ def _safe_url(url: str) -> str:
         return url
 
 
-def open_storage(url: str) -> optuna.storages.RDBStorage:
-    """Connect to a study database: ``sqlite:///file.db``, ``postgresql://...``, ``mysql://...``."""
+#: How many times :func:`open_storage` tries to set up a database that other workers are setting
+#: up at the same moment (each try waits a little longer, with jitter, about 10 s in all).
+_CREATE_ATTEMPTS = 10
+
+
+def _sqlite_file(url: str) -> str | None:
+    """The file behind a ``sqlite:///`` URL (``None`` for other databases and in-memory SQLite)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return parsed.database
+
+
+def _is_creation_race(err: BaseException) -> bool:
+    """Whether ``err`` is another worker creating the same tables or rows at the same moment."""
+    from sqlalchemy import exc
+
+    text = str(err).lower()
+    return isinstance(err, exc.IntegrityError) or (
+        isinstance(err, exc.DBAPIError)
+        and any(hint in text for hint in ("already exists", "duplicate", "database is locked")))
+
+
+def _storage_error(url: str, err: BaseException, raced: bool = False) -> TuneError:
+    """One honest sentence for a storage that could not be opened, by what went wrong."""
+    from sqlalchemy import exc
+
+    where = f"cannot open storage {_safe_url(url)}"
+    reason = (str(err).splitlines()[0] if str(err) else type(err).__name__).rstrip(". ")
+    if isinstance(err, exc.NoSuchModuleError):
+        return TuneError(f"{where}: SQLAlchemy knows no database or driver of that name "
+                         f"({reason}); use sqlite:///, postgresql+psycopg:// or mysql+pymysql://")
+    if isinstance(err, ImportError):
+        return TuneError(f"{where}: its database driver is not installed ({reason}); for "
+                         "PostgreSQL run `pip install psycopg` and use a postgresql+psycopg:// "
+                         "URL, for MySQL `pip install pymysql` and mysql+pymysql://")
+    if isinstance(err, exc.ArgumentError):
+        return TuneError(f"{where}: not a valid database URL ({reason})")
+    if raced:
+        return TuneError(f"{where}: other workers kept changing the database while this one set "
+                         f"it up ({reason}); start this worker again")
+    if isinstance(err, exc.OperationalError) and _sqlite_file(url) is not None:
+        return TuneError(f"{where}: {reason}. Check that its directory exists and is writable")
+    if isinstance(err, exc.OperationalError):
+        return TuneError(f"{where}: {reason}. Check the host, port, user, password and database "
+                         "name, and that the server is running and reachable")
+    return TuneError(f"{where}: {reason}")
+
+
+def open_storage(url: str, create: bool = True) -> optuna.storages.RDBStorage:
+    """Connect to a study database: ``sqlite:///file.db``, ``postgresql+psycopg://...``, ``mysql://...``.
+
+    With ``create`` (the default) a missing SQLite file and Optuna's tables are created; workers
+    that do so at the same moment retry (Optuna's table set-up is not atomic: the loser of the race
+    gets a unique-constraint error). Without ``create`` a missing SQLite file is an error, so a
+    typo in the path does not leave an empty database behind.
+    """
     if not isinstance(url, str) or "://" not in url:
         raise TuneError(f"storage must be a database URL such as sqlite:///study.db or "
-                        f"postgresql://user:password@host/dbname, got {url!r}")
-    # SQLite allows one writer at a time; wait for the lock instead of failing at once.
-    kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+                        f"postgresql+psycopg://user:password@host/dbname, got {url!r}")
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
-    except Exception as err:
-        reason = (str(err).splitlines()[0] if str(err) else type(err).__name__).rstrip(". ")
-        raise TuneError(f"cannot open storage {_safe_url(url)}: {reason}. Check the URL, that "
-                        "the directory or database server exists, and that its driver is "
-                        "installed") from None
+        path = _sqlite_file(url)
+    except Exception as err:  # noqa: BLE001 -- a malformed URL, said in one sentence
+        raise _storage_error(url, err) from None
+    if not create and path is not None and not os.path.exists(path):
+        raise TuneError(f"no study database at {path}; start the first worker with --create, "
+                        "or check the path")
+    # SQLite allows one writer at a time; wait for the lock instead of failing at once.
+    kwargs = {"connect_args": {"timeout": 60}} if path is not None else {}
+    rng = random.Random()
+    for attempt in range(_CREATE_ATTEMPTS):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        except Exception as err:  # noqa: BLE001 -- every failure becomes one sentence
+            raced = _is_creation_race(err)
+            if not raced or attempt == _CREATE_ATTEMPTS - 1:
+                raise _storage_error(url, err, raced=raced) from None
+            time.sleep(rng.uniform(0.05, 0.2) * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def create_study(name: str, storage: str | optuna.storages.BaseStorage | None = None,
@@ -394,9 +464,30 @@ def create_study(name: str, storage: str | optuna.storages.BaseStorage | None = 
         pruner=pruner or optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=3))
 
 
+def create_or_load_study(name: str, storage: str, seed: int | None = None) -> optuna.Study:
+    """Create the study, or join it when another worker has already created it (race-free).
+
+    Several workers may run this at the same moment on a fresh database: the database set-up is
+    retried (:func:`open_storage`) and ``load_if_exists`` turns "someone else created the study
+    first" into joining it.
+    """
+    rdb = open_storage(storage, create=True)
+    for attempt in range(_CREATE_ATTEMPTS):
+        try:
+            return create_study(name, rdb, seed=seed, load_if_exists=True)
+        except Exception as err:  # noqa: BLE001
+            if not _is_creation_race(err) or attempt == _CREATE_ATTEMPTS - 1:
+                raise _storage_error(storage, err, raced=_is_creation_race(err)) from None
+            time.sleep(random.uniform(0.05, 0.2) * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 def load_study(name: str, storage: str, seed: int | None = None) -> optuna.Study:
-    """Join an existing study; a clear :class:`TuneError` when there is no study of that name."""
-    rdb = open_storage(storage)
+    """Join an existing study; a clear :class:`TuneError` when there is no study of that name.
+
+    Never creates a SQLite file: a path that does not exist is an error.
+    """
+    rdb = open_storage(storage, create=False)
     names = optuna.get_all_study_names(storage=rdb)
     if name not in names:
         have = ", ".join(sorted(names)) if names else "none"

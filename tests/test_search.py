@@ -170,3 +170,24 @@ def test_optuna_style_restores_the_course_style_after_optuna_plots():
     plt.close(ax.figure)
     assert plt.rcParams["axes.facecolor"] == before["axes.facecolor"]
     assert dict(plt.rcParams) == before
+
+
+def test_only_a_concurrent_set_up_is_retried():
+    from sqlalchemy import exc
+
+    race = exc.IntegrityError("INSERT", {}, Exception("UNIQUE constraint failed: alembic_version"))
+    refused = exc.OperationalError("connect", {}, Exception("Connection refused"))
+    exists = exc.ProgrammingError("CREATE", {}, Exception('relation "studies" already exists'))
+    assert search._is_creation_race(race) and search._is_creation_race(exists)
+    assert not search._is_creation_race(refused)
+    assert not search._is_creation_race(ValueError("duplicate"))  # not from the database
+
+
+def test_load_without_create_does_not_make_a_sqlite_file(tmp_path):
+    db = tmp_path / "missing.db"
+    with pytest.raises(search.TuneError, match="no study database at .*--create"):
+        search.load_study("s", f"sqlite:///{db}")
+    assert not db.exists()
+    study = search.create_or_load_study("s", f"sqlite:///{db}")
+    again = search.create_or_load_study("s", f"sqlite:///{db}")  # joins, does not fail
+    assert study.study_name == again.study_name == "s" and db.exists()

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 import matplotlib.pyplot as plt
@@ -31,7 +32,8 @@ from nncourse.plotting import color
 from nncourse.training import accuracy, train
 from nncourse.widgets import interactive_figure
 
-__all__ = ["SPARSITIES", "FINETUNE_SPARSITIES", "NEURON_FRACTIONS", "WIDGET_AMOUNTS", "METHODS",
+__all__ = ["format_table", "sparsity_axis", "SPARSITIES", "FINETUNE_SPARSITIES",
+           "NEURON_FRACTIONS", "WIDGET_AMOUNTS", "METHODS",
            "LABELS", "SEEDS", "trained_baseline", "oneshot_curve", "finetune_curves",
            "criteria_curves", "oneshot_seeds", "finetuned", "finetune_seeds", "criteria_seeds",
            "mean_sd",
@@ -210,20 +212,38 @@ def plot_mean_curves(x, rows: dict, ax=None, title: str = "", xlabel: str = "spa
     return ax
 
 
+def sparsity_axis(ax, ticks=SPARSITIES) -> None:
+    """A sparsity x axis spaced by ``-log10(1 - sparsity)``: 0, 90 %, 99 % equally far apart,
+    so that 95-99 % are not crammed into the right edge."""
+    def forward(s):
+        return -np.log10(1 - np.minimum(s, 0.999))
+
+    def inverse(v):
+        return 1 - 10.0 ** (-np.asarray(v))
+
+    ax.set_xscale("function", functions=(forward, inverse))
+    ax.set_xticks(list(ticks), [f"{t:.0%}" for t in ticks], fontsize=8)
+
+
 def plot_curves(x, curves: dict, ax=None, title: str = "", xlabel: str = "sparsity",
                 ylabel: str = "validation accuracy", styles: dict | None = None):
-    """One line per entry of ``curves`` (``{label: values}``) against ``x``, course colours."""
+    """One line per entry of ``curves`` (``{label: values}``) against ``x``, course colours.
+
+    A ``"sparsity"`` axis is spaced by ``-log10(1 - sparsity)`` (:func:`sparsity_axis`)."""
     if ax is None:
         _, ax = plt.subplots()
     styles = styles or {}
     for label, ys in curves.items():
         ax.plot(x, ys, styles.get(label, "o-"), color=color(LABELS.get(label, label)),
                 label=label, ms=4)
+    if xlabel == "sparsity":
+        sparsity_axis(ax, sorted(set(SPARSITIES) | set(x)))
+        xlabel = "sparsity (spaced by log(1 - sparsity))"
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_ylim(0, 1.02)
     ax.set_title(title)
-    ax.legend()
+    ax.legend(fontsize=9)
     return ax
 
 
@@ -252,7 +272,7 @@ def storage_table(models: dict, index_bytes: int = 8) -> str:
 
 
 @torch.no_grad()
-def timing_table(models: dict, X: torch.Tensor, repeats: int = 9, number: int = 10) -> str:
+def timing_table(models: dict, X: torch.Tensor, repeats: int = 7, number: int = 5) -> str:
     """Median forward time of each ``{name: model}`` on ``X`` and its speed-up over the first.
 
     The models take turns within each repeat, so a burst of load from another process slows
@@ -328,7 +348,8 @@ def explore_sparsity(static: bool = False, seed: int = 0):
     edges = states["edges"]
     controls = {
         "method": W.Dropdown(options=list(METHODS), value="global magnitude",
-                             description="method"),
+                             description="method", style={"description_width": "initial"},
+                             layout=W.Layout(margin="2px 12px 2px 4px")),
         "amount": W.SelectionSlider(options=amounts, value=0.9, description="amount pruned",
                                     style={"description_width": "initial"}),
     }
@@ -344,10 +365,11 @@ def explore_sparsity(static: bool = False, seed: int = 0):
                 ys = [r["acc"] for r in states["methods"][k]]
                 state[k], = ax_acc.plot(xs, ys, "o-", ms=3, color=color(LABELS[k]), label=name)
             state["marker"], = ax_acc.plot([], [], "o", ms=10, mfc="none", mec="k", mew=2)
-            ax_acc.set_xlabel("fraction of weights removed")
+            sparsity_axis(ax_acc, (0.0, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99))
+            ax_acc.set_xlabel("fraction of weights removed (log(1 - x) spacing)")
             ax_acc.set_ylabel("validation accuracy")
             ax_acc.set_ylim(0, 1.02)
-            ax_acc.legend(loc="lower left", fontsize=7)
+            ax_acc.legend(loc="lower left", fontsize=8)
             state["hist"] = ax_hist.stairs(np.maximum(row["hist"], 0.5), edges, baseline=0.5,
                                            fill=True, alpha=0.7)
             ax_hist.set_yscale("log")
@@ -378,3 +400,43 @@ def explore_sparsity(static: bool = False, seed: int = 0):
             bar.set_color(color(LABELS[key]))
 
     return interactive_figure(draw, controls, nrows=1, ncols=3, figsize=(11, 3.4), static=static)
+
+
+def _relative_entries(mask: torch.Tensor, bits: int = 4) -> int:
+    """Entries Deep Compression's relative indexing stores for ``mask`` (row-major): one per
+    non-zero, plus a filler zero wherever the gap to the previous non-zero exceeds ``2**bits``."""
+    positions = torch.nonzero(mask.flatten()).flatten()
+    if positions.numel() == 0:
+        return 0
+    gaps = torch.diff(positions, prepend=torch.tensor([-1]))
+    return int(positions.numel() + ((gaps - 1) // 2 ** bits).sum().item())
+
+
+def format_table(models: dict) -> str:
+    """Bytes of the weight matrices of each ``{name: model}`` in five formats (4-byte values), and
+    the multiply-adds per example a dense and a sparse kernel do.
+
+    CSR with int64 or int32 column indices (plus one row pointer per row), a bitmask (one bit per
+    slot, then the non-zero values), Deep Compression's 4-bit relative indices (one 4-bit gap per
+    stored value, filler zeros for longer gaps), and dense. Biases are left out (a few hundred
+    bytes).
+    """
+    head = (f"{'model':<22}{'dense':>8}{'CSR64':>8}{'CSR32':>8}{'bitmask':>9}{'rel4':>8}"
+            f"{'MACs dense':>12}{'MACs sparse':>13}")
+    lines = ["weight bytes in kB, multiply-adds (MACs) per example", head]
+    for name, model in models.items():
+        dense = csr64 = csr32 = bitmask = rel4 = macs = nnz_total = 0
+        for layer in linear_layers(model):
+            w = layer.weight.detach()
+            rows, cols = w.shape
+            nnz = int(torch.count_nonzero(w))
+            dense += 4 * rows * cols
+            csr64 += 12 * nnz + 8 * (rows + 1)
+            csr32 += 8 * nnz + 4 * (rows + 1)
+            bitmask += 4 * nnz + math.ceil(rows * cols / 8)
+            rel4 += 4.5 * _relative_entries(w != 0)
+            macs += rows * cols
+            nnz_total += nnz
+        lines.append(f"{name:<22}{dense / 1e3:>8.1f}{csr64 / 1e3:>8.1f}{csr32 / 1e3:>8.1f}"
+                     f"{bitmask / 1e3:>9.1f}{rel4 / 1e3:>8.1f}{macs:>12,}{nnz_total:>13,}")
+    return "\n".join(lines)

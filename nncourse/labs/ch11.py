@@ -21,7 +21,6 @@ from nncourse.data import Dataset
 from nncourse.search import (
     DEFAULT_CONFIG,
     SearchResult,
-    create_study,
     fit,
     grid_search,
     log_grid,
@@ -29,7 +28,8 @@ from nncourse.search import (
 )
 
 __all__ = ["LR_WD_SPACE", "grid_vs_random", "plot_grid_vs_random", "top_trials_summary",
-           "hit_rates", "pruning_summary", "importance_summary", "run_workers", "trials_by_worker"]
+           "hit_rates", "pruning_summary", "importance_summary", "run_workers", "trials_by_worker",
+           "plot_intermediate", "plot_worker_timeline"]
 
 #: Two hyperparameters of the default network, one that matters and one that barely does.
 LR_WD_SPACE: dict[str, BaseDistribution] = {
@@ -213,6 +213,7 @@ def run_workers(n_workers: int = 2, n_trials: int = 4, epochs: int = 5,
                 study_name: str = "shared") -> tuple[list[str], optuna.Study]:
     """Start ``n_workers`` processes of ``python -m nncourse tune`` on one new SQLite study.
 
+    All workers are started with ``--create`` at once (creating is race-free).
     Each worker gets its own sampler seed (1, 2, ...) and runs ``n_trials`` trials of
     ``epochs`` epochs on ``dataset`` (a name the ``tune`` command knows). Returns each worker's
     last line of output and an in-memory copy of the shared study (the temporary database is
@@ -222,10 +223,12 @@ def run_workers(n_workers: int = 2, n_trials: int = 4, epochs: int = 5,
     workdir = tempfile.mkdtemp(prefix="nncourse-study-")
     try:
         storage = f"sqlite:///{workdir}/chapter11.db"
-        create_study(study_name, storage)  # created once; the workers join it
+        # every worker is started with --create at the same moment: the first to get there
+        # creates the database and the study, the others join it
+        # (nncourse.search.create_or_load_study)
         command = [sys.executable, "-m", "nncourse", "tune", "--study", study_name,
-                   "--storage", storage, "--n-trials", str(n_trials), "--epochs", str(epochs),
-                   "--dataset", dataset]
+                   "--storage", storage, "--create", "--n-trials", str(n_trials),
+                   "--epochs", str(epochs), "--dataset", dataset]
         workers = [subprocess.Popen(command + ["--seed", str(seed)], stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, text=True)
                    for seed in range(1, n_workers + 1)]
@@ -246,3 +249,67 @@ def trials_by_worker(study: optuna.Study) -> list[list[int]]:
     for t in study.trials:
         by_worker.setdefault(t.user_attrs.get("worker"), []).append(t.number)
     return list(by_worker.values())
+
+
+def plot_intermediate(study: optuna.Study, epochs: int, chance: float = 0.1, ax=None):
+    """Each trial's validation accuracy per epoch (the 1-based epochs :class:`PruningCallback`
+    reports as steps): completed trials as solid lines, pruned ones
+    dashed and ending in a cross where the pruner stopped them; chance level as a dotted line."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7.5, 4))
+    done = pruned = 0
+    for t in study.trials:
+        steps = sorted(t.intermediate_values)
+        if not steps:
+            continue
+        xs, ys = steps, [t.intermediate_values[s] for s in steps]  # steps are epochs 1, 2, ...
+        if t.state == optuna.trial.TrialState.PRUNED:
+            pruned += 1
+            ax.plot(xs, ys, ls="--", lw=1.2, color="#d62728", alpha=0.8,
+                    label="pruned" if pruned == 1 else None)
+            ax.plot(xs[-1], ys[-1], "x", ms=8, mew=2, color="#d62728")
+        else:
+            done += 1
+            ax.plot(xs, ys, lw=1.2, color="#1f77b4", alpha=0.6,
+                    label="completed" if done == 1 else None)
+    ax.axhline(chance, ls=":", color="0.4", lw=1, label=f"chance ({chance:g})")
+    ax.set_xlim(0.8, epochs + 0.2)
+    ax.set_xticks(range(1, epochs + 1))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation accuracy")
+    ax.set_title(f"{done} completed and {pruned} pruned trials (x: where the pruner stopped one)")
+    ax.legend(loc="lower right")
+    return ax
+
+
+def plot_worker_timeline(study: optuna.Study, ax=None):
+    """One bar per trial from its start to its end, in seconds since the first trial started,
+    one row per trial, coloured by the worker that ran it (hatched: pruned)."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    trials = [t for t in study.trials if t.datetime_start and t.datetime_complete]
+    if not trials:
+        raise ValueError("the study has no finished trials")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7.5, 0.35 * len(trials) + 1.2))
+    t0 = min(t.datetime_start for t in trials)
+    workers = list(dict.fromkeys(t.user_attrs.get("worker") for t in trials))
+    palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd"]
+    for t in trials:
+        i = workers.index(t.user_attrs.get("worker"))
+        start = (t.datetime_start - t0).total_seconds()
+        length = (t.datetime_complete - t.datetime_start).total_seconds()
+        ax.barh(t.number, length, left=start, color=palette[i % len(palette)], edgecolor="k",
+                hatch="//" if t.state == optuna.trial.TrialState.PRUNED else None)
+    ax.set_yticks([t.number for t in trials])
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds since the first trial started")
+    ax.set_ylabel("trial")
+    handles = [Patch(color=palette[i % len(palette)], label=f"worker {i + 1}")
+               for i in range(len(workers))]
+    handles.append(Patch(facecolor="white", edgecolor="k", hatch="//", label="pruned"))
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return ax

@@ -148,3 +148,27 @@ def test_seed_curves_have_one_row_per_seed_and_match_single_runs(tiny_baselines)
 def pruning_sparsity(model):
     weights = [m.weight for m in model if isinstance(m, torch.nn.Linear)]
     return sum((w == 0).sum().item() for w in weights) / sum(w.numel() for w in weights)
+
+
+def test_format_table_prices_each_index_format():
+    layer = torch.nn.Linear(100, 40)
+    with torch.no_grad():
+        layer.weight.fill_(1.0)
+    row = lab.format_table({"dense": torch.nn.Sequential(layer)}).splitlines()[2].split()
+    # dense 4 B/slot; CSR int64 12 B/nnz + 8 B/row; int32 8 + 4; bitmask 4 B/nnz + 1 bit/slot
+    assert row == ["dense", "16.0", "48.3", "32.2", "16.5", "18.0", "4,000", "4,000"]
+    mask = torch.zeros(40, 100, dtype=torch.bool)
+    mask[:, 0] = True  # one non-zero per row: gaps of 100 need 6 filler zeros each with 4 bits
+    assert lab._relative_entries(mask) == 40 + 39 * 6
+    assert lab._relative_entries(torch.zeros(3, 3, dtype=torch.bool)) == 0
+
+
+def test_sparsity_axis_spaces_by_log_one_minus_sparsity():
+    import matplotlib.pyplot as plt
+
+    _, ax = plt.subplots()
+    lab.sparsity_axis(ax, (0.0, 0.9, 0.99))
+    to_display = ax.transData.transform
+    x0, x9, x99 = (to_display((s, 0))[0] for s in (0.0, 0.9, 0.99))
+    assert abs((x9 - x0) - (x99 - x9)) < 1e-6 * abs(x9 - x0)
+    plt.close("all")

@@ -93,3 +93,40 @@ def test_importance_summary_names_the_leader_and_checks_bounds():
     assert close.count("False") == 3
     with pytest.raises(ValueError, match="no importances"):
         lab.importance_summary({})
+
+
+def test_plot_intermediate_tells_pruned_from_completed():
+    import datetime
+
+    import matplotlib
+    import optuna
+    from optuna.distributions import FloatDistribution
+
+    matplotlib.use("Agg")
+    study = optuna.create_study(direction="maximize")
+    dist = {"lr": FloatDistribution(1e-4, 1.0, log=True)}
+    study.add_trial(optuna.trial.create_trial(params={"lr": 0.01}, distributions=dist, value=0.9,
+                                              intermediate_values={1: 0.5, 2: 0.7, 3: 0.9}))
+    study.add_trial(optuna.trial.create_trial(params={"lr": 0.5}, distributions=dist,
+                                              state=optuna.trial.TrialState.PRUNED,
+                                              intermediate_values={1: 0.1, 2: 0.1}))
+    ax = lab.plot_intermediate(study, epochs=3)
+    styles = {line.get_label(): line.get_linestyle() for line in ax.get_lines()}
+    assert styles["completed"] == "-" and styles["pruned"] == "--"
+    assert "1 completed and 1 pruned" in ax.get_title()
+    # the timeline: seconds since the first start, one bar per trial, a legend entry per worker
+    t0 = datetime.datetime(2026, 1, 1)
+    timed = optuna.create_study(direction="maximize")
+    for i in range(2):
+        timed.add_trial(optuna.trial.create_trial(
+            params={"lr": 0.01}, distributions=dist, value=0.5, user_attrs={"worker": f"w{i}"}))
+    trials = timed.trials
+    for t, (start, end) in zip(trials, ((0, 4), (1, 3))):
+        t.datetime_start = t0 + datetime.timedelta(seconds=start)
+        t.datetime_complete = t0 + datetime.timedelta(seconds=end)
+    fake = type("S", (), {"trials": trials})()
+    ax = lab.plot_worker_timeline(fake)
+    bars = [(p.get_x(), p.get_width()) for p in ax.patches]
+    assert sorted(bars) == [(0.0, 4.0), (1.0, 2.0)]
+    assert "seconds since" in ax.get_xlabel()
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["worker 1", "worker 2", "pruned"]
