@@ -396,6 +396,7 @@ def explore_batchnorm(static: bool = False, lr: float = 1.0, placement: str = "b
 
     loss_hi = 10.0 ** min(3, math.ceil(math.log10(finite_max("loss"))))
     p_lim = math.ceil(min(finite_max("percentiles"), 50.0) * 1.1)
+    n_steps = max(len(r["loss"]) for r in seed0)
     slider = W.SelectionSlider(options=lrs, value=lr, description="learning rate",
                                continuous_update=True, style={"description_width": "initial"})
     buttons = W.ToggleButtons(options=[(_LABELS[p], p) for p in placements], value=placement,
@@ -404,15 +405,17 @@ def explore_batchnorm(static: bool = False, lr: float = 1.0, placement: str = "b
     def draw(axes, state, lr, placement):
         run, base = runs[(placement, lr, 0)], runs[("off", lr, 0)]
         ax1, ax2 = axes
-        steps = np.arange(1, len(run["loss"]) + 1)
+        # a diverged run stops at the end of the epoch where its loss became NaN
+        steps, base_steps = (np.arange(1, len(r["loss"]) + 1) for r in (run, base))
         c = color(_COLORS[placement])
         if "loss" not in state:
-            state["base"], = ax1.plot(steps, base["loss"], color="0.6", lw=1, label="no BN")
+            state["base"], = ax1.plot(base_steps, base["loss"], color="0.6", lw=1,
+                                      label="no BN")
             state["loss"], = ax1.plot(steps, run["loss"], lw=1.2)
             ax1.axhline(math.log(10), color="k", lw=0.6, ls=":", label="chance (ln 10)")
             ax1.set(yscale="log", xlabel="training step", ylabel="training loss (log scale)")
             ax1.legend(loc="lower left", fontsize=8)
-            set_limits(ax1, xlim=(0, len(steps)), ylim=(1e-2, loss_hi))
+            set_limits(ax1, xlim=(0, n_steps), ylim=(1e-2, loss_hi))
             state["p"] = [ax2.plot(steps, run["percentiles"][:, k], lw=lw)[0]
                           for k, lw in enumerate((0.8, 1.6, 0.8))]
             ax2.axhline(0, color="k", lw=0.5)
@@ -420,8 +423,8 @@ def explore_batchnorm(static: bool = False, lr: float = 1.0, placement: str = "b
             # tens) and a healthy one (about +-1.5) on one fixed scale
             ax2.set_yscale("symlog", linthresh=2.0)
             ax2.set(xlabel="training step", ylabel="input to the sigmoid (symlog)")
-            set_limits(ax2, xlim=(0, len(steps)), ylim=(-p_lim, p_lim))
-        state["base"].set_data(steps, base["loss"])
+            set_limits(ax2, xlim=(0, n_steps), ylim=(-p_lim, p_lim))
+        state["base"].set_data(base_steps, base["loss"])
         state["loss"].set_data(steps, run["loss"])
         state["loss"].set_color(c)
         state["loss"].set_label(_LABELS[placement])

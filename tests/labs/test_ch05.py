@@ -81,15 +81,29 @@ def test_batch_noise_layer_norm_ignores_the_batch():
     assert noise["batch"][0] > noise["batch"][1] > 0
 
 
+def _fake_run(steps, level, diverged=False):
+    loss = np.full(steps, level)
+    if diverged:
+        loss[-3:] = np.nan
+    pct = np.stack([loss - 1, loss, loss + 1], axis=1)
+    return {"loss": loss, "percentiles": pct, "val_acc": 0.5, "diverged": diverged}
+
+
 def test_explore_batchnorm_draws_every_state():
     import matplotlib.pyplot as plt
 
-    runs = lab.lr_sweep(lrs=(1.0,), placements=("off", "before"), seeds=(0,), epochs=1)
+    runs = {("off", 1.0, 0): _fake_run(90, 2.3), ("before", 1.0, 0): _fake_run(90, 0.5),
+            ("off", 3.0, 0): _fake_run(90, 3.0),
+            ("before", 3.0, 0): _fake_run(36, 1e30, diverged=True)}  # stopped early
     assert lab.explore_batchnorm(static=True, lr=1.0, runs=runs) is None
     plt.close("all")
     box = lab.explore_batchnorm(lr=1.0, placement="off", runs=runs)
     box.children[0].children[1].value = "before"
     lines = box.figure.axes[0].get_lines()
     np.testing.assert_array_equal(lines[1].get_ydata(), runs[("before", 1.0, 0)]["loss"])
+    box.children[0].children[0].value = 3.0  # a diverged run, shorter than its baseline
+    box.figure.canvas.draw()
+    assert len(lines[1].get_xdata()) == 36 and len(lines[0].get_xdata()) == 90
+    assert "diverged" in box.figure.axes[0].get_title()
     with pytest.raises(ValueError, match="lr must be one of"):
         lab.explore_batchnorm(lr=0.5, runs=runs)
