@@ -34,7 +34,8 @@ from nncourse.training import Callback, accuracy, mean_sd, train
 from nncourse.widgets import interactive_figure, set_limits
 
 __all__ = ["hessian_condition", "scaling_runs", "leakage", "torch_agreement", "bn_digits_net",
-           "forgotten_eval", "PLACEMENTS", "sigmoid_net", "lr_sweep", "sweep_table",
+           "forgotten_eval", "PLACEMENTS", "LABELS", "placement_color", "sigmoid_net", "lr_sweep",
+           "sweep_table",
            "largest_learning_rate", "batch_noise", "momentum_runs", "explore_batchnorm"]
 
 
@@ -370,8 +371,12 @@ def momentum_runs(momenta: tuple[float, ...] = (0.1, 0.01), epochs: tuple[int, .
 
 # --- 5. the widget --------------------------------------------------------------------------
 
-_LABELS = {"off": "no BN", "before": "BN before sigmoid", "after": "BN after sigmoid"}
-_COLORS = {"off": "sigmoid", "before": "batch_norm", "after": "layer_norm"}
+LABELS = {"off": "no BN", "before": "BN before sigmoid", "after": "BN after sigmoid"}
+
+
+def placement_color(placement: str) -> str:
+    """The colour of a batch-norm placement in every figure of the chapter."""
+    return color(f"bn_{placement}")
 
 
 def explore_batchnorm(static: bool = False, lr: float = 1.0, placement: str = "before",
@@ -399,7 +404,7 @@ def explore_batchnorm(static: bool = False, lr: float = 1.0, placement: str = "b
     n_steps = max(len(r["loss"]) for r in seed0)
     slider = W.SelectionSlider(options=lrs, value=lr, description="learning rate",
                                continuous_update=True, style={"description_width": "initial"})
-    buttons = W.ToggleButtons(options=[(_LABELS[p], p) for p in placements], value=placement,
+    buttons = W.ToggleButtons(options=[(LABELS[p], p) for p in placements], value=placement,
                               description="")
 
     def draw(axes, state, lr, placement):
@@ -407,7 +412,7 @@ def explore_batchnorm(static: bool = False, lr: float = 1.0, placement: str = "b
         ax1, ax2 = axes
         # a diverged run stops at the end of the epoch where its loss became NaN
         steps, base_steps = (np.arange(1, len(r["loss"]) + 1) for r in (run, base))
-        c = color(_COLORS[placement])
+        c = placement_color(placement)
         if "loss" not in state:
             state["base"], = ax1.plot(base_steps, base["loss"], color="0.6", lw=1,
                                       label="no BN")
@@ -427,12 +432,12 @@ def explore_batchnorm(static: bool = False, lr: float = 1.0, placement: str = "b
         state["base"].set_data(base_steps, base["loss"])
         state["loss"].set_data(steps, run["loss"])
         state["loss"].set_color(c)
-        state["loss"].set_label(_LABELS[placement])
+        state["loss"].set_label(LABELS[placement])
         for k, line in enumerate(state["p"]):
             line.set_data(steps, run["percentiles"][:, k])
             line.set_color(c)
         acc = "diverged" if run["diverged"] else f"val acc {run['val_acc']:.2f}"
-        ax1.set_title(f"{_LABELS[placement]}, lr {lr:g}: {acc}")
+        ax1.set_title(f"{LABELS[placement]}, lr {lr:g}: {acc}")
         ax2.set_title("one unit's input: 15th, 50th, 85th percentile")
 
     return interactive_figure(draw, {"lr": slider, "placement": buttons}, ncols=2,
