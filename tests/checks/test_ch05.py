@@ -151,3 +151,24 @@ def test_ex5_4_fails_on_wrong_answers():
           match=r"momentum=0.01, seed=541\) is [0-9]+, but re-running")
     with pytest.raises(NotAttempted):
         check.ex5_4_halfway(stub)
+
+
+# --- the grader calls the answers through a JSON proxy ---------------------------------------
+
+def test_checks_pass_through_the_grading_proxy(capsys):
+    import json
+
+    from nncourse.course.grading.proxy import Proxy, serve
+
+    answers = {"batchnorm_forward": make_bn(), "standardize": make_std(), "fold": make_fold(),
+               "measure_halfway": check.halfway_passes}
+
+    def transport(name, payload):
+        return json.loads(json.dumps(serve(answers[name], json.loads(json.dumps(payload)))))
+
+    bn, std, fold, halfway = (Proxy(name, transport) for name in answers)
+    check.ex5_1_batchnorm_forward(bn)
+    check.ex5_2_standardize(std)
+    check.ex5_3_fold(fold)
+    check.ex5_4_halfway(halfway)
+    assert capsys.readouterr().out.count("passed") == 4
