@@ -404,8 +404,8 @@ def explore_batchnorm(static: bool = False, lr: float = 1.0, placement: str = "b
     n_steps = max(len(r["loss"]) for r in seed0)
     slider = W.SelectionSlider(options=lrs, value=lr, description="learning rate",
                                continuous_update=True, style={"description_width": "initial"})
-    buttons = W.ToggleButtons(options=[(LABELS[p], p) for p in placements], value=placement,
-                              description="")
+    buttons = W.Dropdown(options=[(LABELS[p], p) for p in placements], value=placement,
+                         description="batch norm")
 
     def draw(axes, state, lr, placement):
         run, base = runs[(placement, lr, 0)], runs[("off", lr, 0)]
