@@ -381,13 +381,13 @@ def digits_runs(seeds: Sequence[int] = (0, 1, 2), epochs: int = 8, width: int = 
 def digits_table(runs: dict) -> list[str]:
     """Final training loss and validation accuracy, mean ± standard deviation over seeds."""
     n = len(next(iter(runs.values()))["val_acc"])
-    lines = [f"{'':<10}{'settings':<34}{'train loss':>16}{'val acc (%)':>16}"]
+    lines = [f"{'':<10}{'settings':<38}{'train loss':>14}{'val acc (%)':>14}"]
     for name, r in runs.items():
         kw = ", ".join(f"{k}={v}" for k, v in DIGITS_SETTINGS[name][1].items())
         lm, ls = mean_sd(r["train_loss"][:, -1])
         am, asd = mean_sd(r["val_acc"] * 100)
-        lines.append(f"{name:<10}{kw:<34}{f'{lm:.3f} ± {ls:.3f}':>16}"
-                     f"{f'{am:.1f} ± {asd:.1f}':>16}")
+        lines.append(f"{name:<10}{kw:<38}{f'{lm:.3f} ± {ls:.3f}':>14}"
+                     f"{f'{am:.1f} ± {asd:.1f}':>14}")
     lines.append(f"(mean ± standard deviation over {n} seeds, after the same number of epochs)")
     return lines
 
