@@ -34,7 +34,7 @@ from nncourse.plotting import color
 from nncourse.training import mean_sd, train
 from nncourse.widgets import interactive_figure, set_limits
 
-__all__ = ["quadratic_runs", "measured_rate", "rates", "rate_vs_momentum", "plot_rates",
+__all__ = ["quadratic_runs", "momentum_conventions", "measured_rate", "rates", "rate_vs_momentum", "plot_rates",
            "constant_gradient_steps", "adam_bias_steps", "decay_per_coordinate", "reddi",
            "NAMES", "make", "SURFACE_LR", "surface_runs", "steps_table", "plot_trajectories",
            "DIGITS_SETTINGS", "digits_runs", "digits_table", "mislabelled_baseline",
@@ -76,6 +76,29 @@ def quadratic_runs(settings: Sequence[tuple[float, float]] = ((0.4, 0.0), (0.6, 
     :math:`f = 0.1 x_1^2 + 2 x_2^2` from (-5, -2): ``{(lr, momentum): path}``."""
     return {(lr, mu): S.trajectory("quadratic", lambda p, lr=lr, mu=mu: O.SGD(
         p, lr=lr, momentum=mu), steps=steps) for lr, mu in settings}
+
+
+def momentum_conventions(lr: float = 0.1, new_lr: float = 0.01, momentum: float = 0.9,
+                         steps: int = 20, change_at: int = 10) -> dict[str, tuple[float, float]]:
+    r"""torch's momentum (:class:`nncourse.optimizers.SGD`: :math:`v = \mu v + g`,
+    :math:`\theta \mathrel{-}= \eta v`) vs Sutskever's (:math:`v = \mu v + \eta g`,
+    :math:`\theta \mathrel{-}= v`) on :math:`f = \theta^2` from 1: the final
+    :math:`\theta` of each, with a constant rate and with the rate dropped to ``new_lr`` after
+    ``change_at`` steps. ``{"constant": (torch, sutskever), "changed": (torch, sutskever)}``."""
+    out = {}
+    for case in ("constant", "changed"):
+        theta = torch.ones(1, dtype=torch.float64, requires_grad=True)
+        opt = O.SGD([theta], lr=lr, momentum=momentum)
+        th_s, v_s = 1.0, 0.0
+        for t in range(steps):
+            rate = new_lr if (case == "changed" and t >= change_at) else lr
+            opt.param_groups[0]["lr"] = rate
+            theta.grad = 2 * theta.detach()
+            opt.step()
+            v_s = momentum * v_s + rate * 2 * th_s
+            th_s -= v_s
+        out[case] = (theta.item(), th_s)
+    return out
 
 
 def _bowl(mu: float, L: float) -> S.Surface:

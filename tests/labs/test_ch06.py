@@ -108,3 +108,9 @@ def test_widget_draws_every_surface_and_optimizer():
     lr.value = 1.0
     optimizer.value = "sgd"
     assert "diverged" in box.figure.axes[0].get_title()  # beale at lr 1
+
+
+def test_momentum_conventions():
+    c = lab.momentum_conventions()
+    assert c["constant"][0] == pytest.approx(c["constant"][1], abs=1e-12)
+    assert abs(c["changed"][0] - c["changed"][1]) > 1e-2
