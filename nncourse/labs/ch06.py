@@ -34,7 +34,8 @@ from nncourse.plotting import color
 from nncourse.training import mean_sd, train
 from nncourse.widgets import interactive_figure, set_limits
 
-__all__ = ["quadratic_runs", "momentum_conventions", "measured_rate", "rates", "rate_vs_momentum", "plot_rates",
+__all__ = ["quadratic_runs", "momentum_conventions", "measured_rate", "optimal", "rates",
+           "predicted_rate", "rate_vs_momentum", "plot_rates",
            "constant_gradient_steps", "adam_bias_steps", "decay_per_coordinate", "reddi",
            "NAMES", "make", "SURFACE_LR", "surface_runs", "steps_table", "plot_trajectories",
            "DIGITS_SETTINGS", "digits_runs", "digits_table", "mislabelled_baseline",
