@@ -1,0 +1,504 @@
+"""Chapter 06's experiments: optimizers, from gradient descent on a bowl to Adam on digits.
+
+Every run uses the from-scratch optimizers of :mod:`nncourse.optimizers` (tested equal to
+``torch.optim``) on the surfaces of :mod:`nncourse.surfaces` or on digits.
+
+* :func:`quadratic_runs` / :func:`rates` / :func:`rate_vs_momentum` -- gradient descent and
+  momentum on a quadratic: converge or diverge, and the measured rate vs the predicted one;
+* :func:`constant_gradient_steps` -- step sizes of SGD, AdaGrad, RMSProp and Adam when the
+  gradient never changes (AdaGrad's :math:`1/\\sqrt t`);
+* :func:`adam_bias_steps` -- Adam's steps with and without bias correction;
+* :func:`decay_per_coordinate` -- Adam's L2 term vs AdamW's decoupled decay, per coordinate;
+* :func:`reddi` -- AMSGrad on Reddi et al.'s counterexample;
+* :func:`surface_runs` / :func:`plot_trajectories` -- every optimizer on the test surfaces;
+* :func:`digits_runs` / :func:`digits_table` -- the same network on digits, over seeds;
+* :func:`mislabelled_baseline` -- a "plain SGD" baseline that silently uses momentum;
+* the widget :func:`explore_optimizer`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from nncourse import optimizers as O
+from nncourse import surfaces as S
+from nncourse._validate import check_choice, check_int, check_number
+from nncourse.data import load_digits
+from nncourse.models import make_mlp
+from nncourse.plotting import color
+from nncourse.training import mean_sd, train
+from nncourse.widgets import interactive_figure, set_limits
+
+__all__ = ["quadratic_runs", "momentum_conventions", "measured_rate", "optimal", "rates",
+           "predicted_rate", "rate_vs_momentum", "plot_rates",
+           "constant_gradient_steps", "adam_bias_steps", "decay_per_coordinate", "reddi",
+           "NAMES", "make", "SURFACE_LR", "surface_runs", "steps_table", "plot_trajectories",
+           "DIGITS_SETTINGS", "digits_runs", "digits_table", "mislabelled_baseline",
+           "explore_optimizer"]
+
+#: The optimizers of this chapter, in the order they are introduced.
+NAMES = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "nadam")
+
+
+def make(name: str, lr: float, beta: float | None = None):
+    """``params -> optimizer`` for one of :data:`NAMES` at learning rate ``lr``.
+
+    ``beta`` is the optimizer's memory: the momentum of ``momentum``/``nesterov`` (default
+    0.9), RMSProp's ``alpha`` (0.99) and Adam's/NAdam's ``beta1`` (0.9); SGD and AdaGrad have
+    none and ignore it.
+    """
+    name = check_choice(name, "optimizer", NAMES, fn="make")
+    lr = check_number(lr, "lr", 0, low_open=True, fn="make")
+    if beta is not None:
+        beta = check_number(beta, "beta", 0, 1, high_open=True, fn="make")
+    b = {"momentum": 0.9, "nesterov": 0.9, "rmsprop": 0.99}.get(name, 0.9) if beta is None else beta
+    return {
+        "sgd": lambda p: O.SGD(p, lr=lr),
+        "momentum": lambda p: O.SGD(p, lr=lr, momentum=b),
+        "nesterov": lambda p: O.SGD(p, lr=lr, momentum=b, nesterov=b > 0),
+        "adagrad": lambda p: O.Adagrad(p, lr=lr),
+        "rmsprop": lambda p: O.RMSprop(p, lr=lr, alpha=b),
+        "adam": lambda p: O.Adam(p, lr=lr, betas=(b, 0.999)),
+        "nadam": lambda p: O.NAdam(p, lr=lr, betas=(b, 0.999)),
+    }[name]
+
+
+# --- 1. gradient descent and momentum on a quadratic ----------------------------------------
+
+def quadratic_runs(settings: Sequence[tuple[float, float]] = ((0.4, 0.0), (0.6, 0.0),
+                                                             (0.6, 0.5)),
+                   steps: int = 20) -> dict[tuple[float, float], np.ndarray]:
+    r"""Paths of SGD (``momentum`` 0) or heavy-ball momentum on d2l's
+    :math:`f = 0.1 x_1^2 + 2 x_2^2` from (-5, -2): ``{(lr, momentum): path}``."""
+    return {(lr, mu): S.trajectory("quadratic", lambda p, lr=lr, mu=mu: O.SGD(
+        p, lr=lr, momentum=mu), steps=steps) for lr, mu in settings}
+
+
+def momentum_conventions(lr: float = 0.1, new_lr: float = 0.01, momentum: float = 0.9,
+                         steps: int = 20, change_at: int = 10) -> dict[str, tuple[float, float]]:
+    r"""torch's momentum (:class:`nncourse.optimizers.SGD`: :math:`v = \mu v + g`,
+    :math:`\theta \mathrel{-}= \eta v`) vs Sutskever's (:math:`v = \mu v + \eta g`,
+    :math:`\theta \mathrel{-}= v`) on :math:`f = \theta^2` from 1: the final
+    :math:`\theta` of each, with a constant rate and with the rate dropped to ``new_lr`` after
+    ``change_at`` steps. ``{"constant": (torch, sutskever), "changed": (torch, sutskever)}``."""
+    out = {}
+    for case in ("constant", "changed"):
+        theta = torch.ones(1, dtype=torch.float64, requires_grad=True)
+        opt = O.SGD([theta], lr=lr, momentum=momentum)
+        th_s, v_s = 1.0, 0.0
+        for t in range(steps):
+            rate = new_lr if (case == "changed" and t >= change_at) else lr
+            opt.param_groups[0]["lr"] = rate
+            theta.grad = 2 * theta.detach()
+            opt.step()
+            v_s = momentum * v_s + rate * 2 * th_s
+            th_s -= v_s
+        out[case] = (theta.item(), th_s)
+    return out
+
+
+def _bowl(mu: float, L: float) -> S.Surface:
+    """:math:`f = (\\mu x^2 + L y^2)/2`: Hessian eigenvalues mu and L."""
+    q = S.get("quadratic")
+    return S.Surface("bowl", lambda xy: S.quadratic(xy, mu / 2, L / 2),
+                     lambda xy: torch.stack([mu * xy[0], L * xy[1]]), (1.0, 1.0), (0.0, 0.0),
+                     q.xlim, q.ylim, False)
+
+
+def measured_rate(mu: float, L: float, lr: float, momentum: float = 0.0,
+                  steps: int = 100) -> float:
+    r"""The measured convergence rate of (heavy-ball) SGD on :math:`(\mu x^2 + L y^2)/2` from
+    (1, 1): :math:`(\lVert x_{2T}\rVert / \lVert x_T\rVert)^{1/T}` with :math:`T` = ``steps``,
+    i.e. the factor by which the distance to the minimum shrinks per step once the start is
+    forgotten. Above 1: diverging."""
+    steps = check_int(steps, "steps", fn="measured_rate")
+    path = S.trajectory(_bowl(mu, L), lambda p: O.SGD(p, lr=lr, momentum=momentum),
+                        steps=2 * steps, bound=1e150)
+    d = np.linalg.norm(path, axis=1)
+    if not np.isfinite(d[-1]):
+        return math.inf
+    return float((d[2 * steps] / d[steps]) ** (1 / steps))
+
+
+def optimal(mu: float, L: float) -> dict[str, dict[str, float]]:
+    """The best constant settings on a quadratic with curvatures in [mu, L] and their predicted
+    rates (Polyak, 1964; Goh, "Why Momentum Really Works", Distill 2017)."""
+    kappa = L / mu
+    rk = math.sqrt(kappa)
+    return {"gd": {"lr": 2 / (mu + L), "momentum": 0.0, "rate": (kappa - 1) / (kappa + 1)},
+            "momentum": {"lr": (2 / (math.sqrt(L) + math.sqrt(mu))) ** 2,
+                         "momentum": ((rk - 1) / (rk + 1)) ** 2, "rate": (rk - 1) / (rk + 1)}}
+
+
+def rates(mu: float = 0.2, L: float = 4.0, steps: int = 100) -> dict[str, dict[str, float]]:
+    """For gradient descent and momentum at their optimal settings on d2l's quadratic
+    (curvatures 0.2 and 4, condition number 20): the settings, the predicted and the measured
+    rate."""
+    out = optimal(mu, L)
+    for o in out.values():
+        o["measured"] = measured_rate(mu, L, o["lr"], o["momentum"], steps=steps)
+    return out
+
+
+def predicted_rate(mu: float, L: float, lr: float, momentum: float) -> float:
+    """The slowest mode's rate: the largest |eigenvalue| of the heavy-ball iteration matrix
+    ``[[1 + b - lr h, -b], [1, 0]]`` over the curvatures h = mu and h = L."""
+    return max(float(np.abs(np.linalg.eigvals(np.array([[1 + momentum - lr * h, -momentum],
+                                                         [1.0, 0.0]]))).max())
+               for h in (mu, L))
+
+
+def rate_vs_momentum(mu: float = 0.2, L: float = 4.0,
+                     betas: Sequence[float] = tuple(np.round(np.linspace(0.0, 0.9, 19), 3)),
+                     steps: int = 100) -> dict[str, np.ndarray]:
+    """At momentum's optimal learning rate, the measured and the predicted rate for each
+    momentum in ``betas`` and at the optimal momentum itself (the minimum should be there)."""
+    best = optimal(mu, L)["momentum"]
+    lr = best["lr"]
+    betas = np.unique(np.append(np.asarray(betas, dtype=float), best["momentum"]))
+    return {"beta": betas,
+            "measured": np.array([measured_rate(mu, L, lr, b, steps) for b in betas]),
+            "predicted": np.array([predicted_rate(mu, L, lr, b) for b in betas])}
+
+
+def plot_rates(paths: dict, scan: dict, mu: float = 0.2, L: float = 4.0):
+    """Left: the quadratic's contours and the paths of :func:`quadratic_runs`. Right: the scan of
+    :func:`rate_vs_momentum` (measured dots on the predicted curve)."""
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    s = S.get("quadratic")
+    X, Y, Z = s.grid(100)
+    ax1.contour(X, Y, Z, levels=15, colors="0.75", linewidths=0.7)
+    for (lr, m), path in paths.items():
+        name = "momentum" if m else "sgd"
+        style = "--" if (name == "sgd" and lr > 0.5) else "-"
+        ax1.plot(path[:, 0], path[:, 1], style, marker="o", ms=3, color=color(name), lw=1,
+                 label=f"lr {lr}, momentum {m}")
+    ax1.plot(0, 0, "k*", ms=10)
+    ax1.set(xlim=s.xlim, ylim=s.ylim, xlabel="$x_1$", ylabel="$x_2$",
+            title="$f = 0.1 x_1^2 + 2 x_2^2$, 20 steps")
+    ax1.legend(loc="lower right")
+    ax2.plot(scan["beta"], scan["predicted"], "-", color="0.4", label="predicted")
+    ax2.plot(scan["beta"], scan["measured"], "o", color=color("momentum"), label="measured")
+    best = optimal(mu, L)["momentum"]
+    ax2.axvline(best["momentum"], color="k", lw=0.7, ls=":",
+                label=f"optimal momentum {best['momentum']:.3f}")
+    ax2.set(xlabel="momentum β", ylabel="rate per step (lower = faster)",
+            title=f"heavy ball at lr = {best['lr']:.3f}, κ = {L / mu:g}")
+    ax2.legend()
+    plt.show()
+
+
+# --- 2. adaptive methods --------------------------------------------------------------------
+
+def constant_gradient_steps(steps: int = 1000, lr: float = 0.1) -> dict[str, np.ndarray]:
+    r"""Size of each step when the gradient is always 1 (the loss :math:`f(\theta) = \theta`),
+    for SGD, AdaGrad, RMSProp and Adam at the same ``lr``: ``{name: |step_t|}``."""
+    out = {}
+    for name in ("sgd", "adagrad", "rmsprop", "adam"):
+        theta = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+        opt = make(name, lr)([theta])
+        sizes = np.empty(steps)
+        for t in range(steps):
+            before = theta.item()
+            theta.grad = torch.ones(1, dtype=torch.float64)
+            opt.step()
+            sizes[t] = abs(theta.item() - before)
+        out[name] = sizes
+    return out
+
+
+def adam_bias_steps(steps: int = 1000, lr: float = 0.1,
+                    betas: tuple[float, float] = (0.9, 0.999)) -> dict[str, np.ndarray]:
+    r"""Adam's step per unit learning rate under a constant gradient, with bias correction
+    (:class:`nncourse.optimizers.Adam`) and without it (the same update with
+    :math:`1 - \beta^t` left out: :math:`\eta\, m_t / (\sqrt{v_t} + \epsilon)`)."""
+    b1, b2 = betas
+    theta = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    opt = O.Adam([theta], lr=lr, betas=betas)
+    with_bc = np.empty(steps)
+    m = v = 0.0
+    without = np.empty(steps)
+    for t in range(steps):
+        before = theta.item()
+        theta.grad = torch.ones(1, dtype=torch.float64)
+        opt.step()
+        with_bc[t] = abs(theta.item() - before) / lr
+        m, v = b1 * m + (1 - b1), b2 * v + (1 - b2)
+        without[t] = m / (math.sqrt(v) + 1e-8)
+    return {"with": with_bc, "without": without}
+
+
+def decay_per_coordinate(grad_scale: Sequence[float] = (0.0, 1.0), lr: float = 1e-3,
+                         weight_decay: float = 0.1, steps: int = 50) -> dict[str, np.ndarray]:
+    r"""How much weight decay each coordinate actually gets, Adam (L2 in the gradient) vs AdamW.
+
+    Two weights start at 1; the loss's gradient is constant, ``grad_scale`` per coordinate (by
+    default a weight the loss does not use and one it does). The decay applied is the
+    difference between runs with and without ``weight_decay``, divided by AdamW's intended
+    :math:`\eta \lambda \theta` per step. AdamW: about 1 for every coordinate. Adam: the L2
+    term :math:`\lambda\theta` joins the gradient and is divided by :math:`\sqrt{v}`, so where
+    it is the whole gradient it becomes a full step of size :math:`\eta` (far more than
+    :math:`\eta\lambda\theta`) and where the loss's gradient dominates it nearly vanishes.
+    """
+    g = torch.tensor(grad_scale, dtype=torch.float64)
+
+    def final(cls, wd):
+        theta = torch.ones(len(g), dtype=torch.float64, requires_grad=True)
+        opt = cls([theta], lr=lr, weight_decay=wd)
+        for _ in range(steps):
+            theta.grad = g.clone()
+            opt.step()
+        return theta.detach().numpy()
+
+    intended = lr * weight_decay * steps  # theta stays ~1: the decay is ~ lr wd theta per step
+    return {name: (final(cls, 0.0) - final(cls, weight_decay)) / intended
+            for name, cls in (("adam", O.Adam), ("adamw", O.AdamW))}
+
+
+def reddi(amsgrad: bool, steps: int = 1500, C: float = 3.0, lr: float = 0.5) -> np.ndarray:
+    r"""Reddi, Kale & Kumar (2018), Theorem 1: online losses :math:`f_t(x) = C x` every third
+    step and :math:`-x` otherwise, :math:`x \in [-1, 1]`. The sum is minimized at :math:`x=-1`.
+    Adam with :math:`\beta_1 = 0`, :math:`\beta_2 = 1/(1 + C^2)` and :math:`\eta_t = \eta/\sqrt t`
+    drifts to +1: the rare large gradient is quickly forgotten by :math:`v`, so its step is small.
+    AMSGrad keeps the largest :math:`v`. Returns :math:`x_t`, ``steps + 1`` values."""
+    x = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    opt = O.Adam([x], lr=lr, betas=(0.0, 1 / (1 + C ** 2)), amsgrad=amsgrad)
+    path = np.empty(steps + 1)
+    path[0] = 0.0
+    for t in range(1, steps + 1):
+        opt.param_groups[0]["lr"] = lr / math.sqrt(t)
+        x.grad = torch.tensor([C if t % 3 == 1 else -1.0], dtype=torch.float64)
+        opt.step()
+        with torch.no_grad():
+            x.clamp_(-1.0, 1.0)  # projection onto the feasible set
+        path[t] = x.item()
+    return path
+
+
+# --- 3. trajectories on the test surfaces ---------------------------------------------------
+
+#: One learning rate per optimizer and surface (default beta), each picked from a scan of
+#: half-decades (3e-4, 1e-3, ..., 1) as the fastest to reach the minimum within 400 steps, or
+#: the closest after them where none arrives (Rosenbrock's long curved valley).
+SURFACE_LR: dict[str, dict[str, float]] = {
+    "quadratic": {"sgd": 0.3, "momentum": 0.1, "nesterov": 0.3, "adagrad": 1.0,
+                  "rmsprop": 0.1, "adam": 0.3, "nadam": 0.3},
+    "rosenbrock": {"sgd": 1e-3, "momentum": 1e-3, "nesterov": 1e-3, "adagrad": 0.3,
+                   "rmsprop": 0.1, "adam": 0.3, "nadam": 0.1},
+    "saddle": {"sgd": 0.03, "momentum": 0.01, "nesterov": 0.01, "adagrad": 0.1,
+               "rmsprop": 0.01, "adam": 0.03, "nadam": 0.03},
+    "beale": {"sgd": 0.03, "momentum": 3e-3, "nesterov": 3e-3, "adagrad": 1.0,
+              "rmsprop": 0.01, "adam": 0.3, "nadam": 0.3},
+}
+
+
+@lru_cache(maxsize=8)
+def _surface_runs(surface: str, steps: int) -> dict[str, np.ndarray]:
+    return {name: S.trajectory(surface, make(name, lr), steps=steps)
+            for name, lr in SURFACE_LR[surface].items()}
+
+
+def surface_runs(surface: str, steps: int = 400) -> dict[str, np.ndarray]:
+    """The path of each optimizer of :data:`SURFACE_LR` on ``surface`` (cached)."""
+    surface = check_choice(surface, "surface", S.SURFACES, fn="surface_runs")
+    return dict(_surface_runs(surface, check_int(steps, "steps", fn="surface_runs")))
+
+
+def steps_table(surfaces: Sequence[str] = ("quadratic", "rosenbrock", "beale"),
+                steps: int = 400, tol: float = 1e-2) -> list[str]:
+    """Lines of a table: steps until each optimizer stays within ``tol`` of each surface's
+    minimum or, where it does not within ``steps``, its distance to the minimum at the end in
+    brackets (``diverged`` if it left the plane)."""
+    lines = [f"{'':<10}" + "".join(f"{s:>14}" for s in surfaces)]
+    for name in NAMES:
+        cells = []
+        for s in surfaces:
+            path = surface_runs(s, steps)[name]
+            n = S.steps_to(path, S.get(s).minimum, tol)
+            d = float(np.linalg.norm(path[-1] - np.asarray(S.get(s).minimum)))
+            text = str(n) if n is not None else ("diverged" if not np.isfinite(d)
+                                                  else f"({d:.2g})")
+            cells.append(f"{text:>14}")
+        lines.append(f"{name:<10}" + "".join(cells))
+    return lines
+
+
+def _draw_surface(ax, s: S.Surface, n: int = 100):
+    X, Y, Z = s.grid(n)
+    if s.log_levels:
+        levels = np.logspace(-1, math.log10(max(Z.max(), 1.0)), 14)
+        cs = ax.contour(X, Y, Z, levels=levels, colors="0.75", linewidths=0.7)
+    else:
+        cs = ax.contour(X, Y, Z, levels=15, colors="0.75", linewidths=0.7)
+    ax.plot(*s.start, "ko", ms=5)
+    if s.minimum is not None:
+        ax.plot(*s.minimum, "k*", ms=11)
+    ax.set(xlim=s.xlim, ylim=s.ylim, xlabel="x", ylabel="y")
+    return cs
+
+
+def plot_trajectories(surfaces: Sequence[str] = ("quadratic", "rosenbrock", "saddle", "beale"),
+                      steps: int = 400, names: Sequence[str] = NAMES):
+    """One panel per surface: contours, start (dot), minimum (star) and each optimizer's path."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(surfaces), figsize=(3.6 * len(surfaces), 3.6))
+    for ax, sname in zip(np.atleast_1d(axes), surfaces):
+        s = S.get(sname)
+        _draw_surface(ax, s)
+        for name, path in surface_runs(sname, steps).items():
+            if name in names:
+                ax.plot(path[:, 0], path[:, 1], "-", color=color(name), lw=1.3, label=name)
+        ax.set_title(f"{sname}, {steps} steps")
+    np.atleast_1d(axes)[0].legend(loc="upper left", fontsize=7, ncols=2)
+    plt.show()
+
+
+# --- 4. digits on a fixed budget ------------------------------------------------------------
+
+#: The practitioners' defaults: torch's defaults for the adaptive methods, a usual rate for SGD.
+DIGITS_SETTINGS: dict[str, tuple[type, dict]] = {
+    "sgd": (O.SGD, dict(lr=0.1)),
+    "momentum": (O.SGD, dict(lr=0.01, momentum=0.9)),
+    "nesterov": (O.SGD, dict(lr=0.01, momentum=0.9, nesterov=True)),
+    "adagrad": (O.Adagrad, dict(lr=0.01)),
+    "rmsprop": (O.RMSprop, dict(lr=1e-3)),
+    "adam": (O.Adam, dict(lr=1e-3)),
+    "adamw": (O.AdamW, dict(lr=1e-3, weight_decay=1e-2)),
+    "nadam": (O.NAdam, dict(lr=2e-3)),
+}
+
+
+@lru_cache(maxsize=4)
+def _digits_runs(seeds: tuple[int, ...], epochs: int, width: int, depth: int):
+    data = load_digits(seed=0)  # one split; the seed changes the initial weights and batches
+    out = {}
+    for name, (cls, kwargs) in DIGITS_SETTINGS.items():
+        loss, acc = [], []
+        for seed in seeds:
+            model = make_mlp(64, 10, width=width, depth=depth, seed=seed)
+            h = train(model, data, epochs=epochs, optimizer=cls(model.parameters(), **kwargs),
+                      batch_size=32, seed=seed, progress=False)
+            loss.append(h.train_loss)
+            acc.append(h.val_acc[-1])
+        out[name] = {"train_loss": np.array(loss), "val_acc": np.array(acc)}
+    return out
+
+
+def digits_runs(seeds: Sequence[int] = (0, 1, 2), epochs: int = 8, width: int = 64,
+                depth: int = 2) -> dict[str, dict[str, np.ndarray]]:
+    """Train the same digits MLP with each optimizer of :data:`DIGITS_SETTINGS` for ``epochs``
+    (batch 32), once per seed: ``{name: {"train_loss": (seeds, epochs), "val_acc": (seeds,)}}``."""
+    seeds = tuple(int(s) for s in seeds)
+    if not seeds:
+        raise ValueError("digits_runs: seeds must be a non-empty sequence of ints")
+    return dict(_digits_runs(seeds, check_int(epochs, "epochs", fn="digits_runs"), width, depth))
+
+
+def digits_table(runs: dict) -> list[str]:
+    """Final training loss and validation accuracy, mean ± standard deviation over seeds."""
+    n = len(next(iter(runs.values()))["val_acc"])
+    lines = [f"{'':<10}{'settings':<38}{'train loss':>14}{'val acc (%)':>14}"]
+    for name, r in runs.items():
+        kw = ", ".join(f"{k}={v}" for k, v in DIGITS_SETTINGS[name][1].items())
+        lm, ls = mean_sd(r["train_loss"][:, -1])
+        am, asd = mean_sd(r["val_acc"] * 100)
+        lines.append(f"{name:<10}{kw:<38}{f'{lm:.3f} ± {ls:.3f}':>14}"
+                     f"{f'{am:.1f} ± {asd:.1f}':>14}")
+    lines.append(f"(mean ± standard deviation over {n} seeds, after the same number of epochs)")
+    return lines
+
+
+def mislabelled_baseline(lr: float = 0.01, momentum: float = 0.9, epochs: int = 3,
+                         seed: int = 0) -> dict[str, float]:
+    """The pitfall: a "plain SGD" baseline built from the momentum run's settings dict.
+
+    Both runs then use ``torch.optim.SGD(..., momentum=0.9)`` and their curves are identical;
+    nothing looks wrong. The from-scratch comparison catches it: plain SGD written from its
+    equation (:class:`nncourse.optimizers.SGD` without momentum) on the same model and batches
+    ends elsewhere. Returns the largest differences between final weights.
+    """
+    data = load_digits(seed=0)
+    settings = {"lr": lr, "momentum": momentum}  # meant for the momentum run only
+
+    def run(make_opt):
+        model = make_mlp(64, 10, width=64, depth=2, seed=seed)
+        train(model, data, epochs=epochs, optimizer=make_opt(model.parameters()),
+              batch_size=32, seed=seed, progress=False)
+        return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+    baseline = run(lambda p: torch.optim.SGD(p, **settings))   # labelled "plain SGD"
+    momentum_run = run(lambda p: torch.optim.SGD(p, **settings))
+    plain = run(lambda p: O.SGD(p, lr=lr))                     # what plain SGD is
+    return {"baseline vs momentum": (baseline - momentum_run).abs().max().item(),
+            "baseline vs plain SGD": (baseline - plain).abs().max().item()}
+
+
+# --- 5. the widget --------------------------------------------------------------------------
+
+_BETA_NAME = {"momentum": "momentum", "nesterov": "momentum", "rmsprop": "alpha",
+              "adam": "beta1", "nadam": "beta1"}
+
+
+def explore_optimizer(static: bool = False, surface: str = "rosenbrock",
+                      optimizer: str = "momentum", lr: float = 1e-3, beta: float = 0.9,
+                      steps: int = 150):
+    """Pick a surface, an optimizer, its learning rate and its memory ``beta`` (momentum,
+    RMSProp's alpha, Adam's beta1); the path of ``steps`` steps is recomputed and redrawn."""
+    import ipywidgets as W
+
+    surf = W.Dropdown(options=list(S.SURFACES), value=surface, description="surface")
+    opt = W.Dropdown(options=list(NAMES), value=optimizer, description="optimizer")
+    lr_s = W.FloatLogSlider(value=lr, base=10, min=-5, max=0.5, step=0.25, description="lr",
+                            readout_format=".1e", continuous_update=True)
+    beta_s = W.FloatSlider(value=beta, min=0.0, max=0.99, step=0.01, description="beta",
+                           continuous_update=True, readout_format=".2f")
+
+    def sync(change=None):
+        beta_s.disabled = opt.value not in _BETA_NAME
+        beta_s.description = _BETA_NAME.get(opt.value, "(none)")
+
+    sync()
+    opt.observe(sync, names="value")
+
+    def draw(axes, state, surface, optimizer, lr, beta):
+        (ax,) = axes
+        s = S.get(surface)
+        path = S.trajectory(s, make(optimizer, lr, beta if optimizer in _BETA_NAME else None),
+                            steps=steps, bound=1e3)
+        if state.get("surface") != surface:
+            for artist in state.get("background", []):
+                artist.remove()
+            before = set(ax.get_children())
+            _draw_surface(ax, s)
+            state["background"] = [a for a in ax.get_children() if a not in before]
+            state["surface"] = surface
+            set_limits(ax, xlim=s.xlim, ylim=s.ylim)
+        if "line" not in state:
+            state["line"], = ax.plot(path[:, 0], path[:, 1], "-o", ms=2, lw=1.2, zorder=5)
+            state["end"], = ax.plot(*path[-1], "s", ms=6, zorder=6)
+        state["line"].set_data(path[:, 0], path[:, 1])
+        last = path[~np.isnan(path).any(1)][-1]
+        state["end"].set_data([last[0]], [last[1]])
+        c = color(optimizer)
+        state["line"].set_color(c)
+        state["end"].set_color(c)
+        n = S.steps_to(path, s.minimum, 1e-2)
+        if np.isnan(path[-1]).any():
+            verdict = "diverged"
+        elif s.minimum is None:
+            verdict = f"f = {s(torch.tensor(path[-1])).item():.3g} after {steps} steps"
+        else:
+            verdict = (f"within 0.01 of the minimum after {n} steps" if n is not None
+                       else f"not there after {steps} steps")
+        ax.set_title(f"{optimizer} on {surface}: {verdict}")
+
+    return interactive_figure(draw, {"surface": surf, "optimizer": opt, "lr": lr_s,
+                                     "beta": beta_s}, figsize=(6.4, 4.2), static=static)
