@@ -339,14 +339,16 @@ class RangeTest:
 def lr_range_test(model: nn.Module, data, optimizer: str | torch.optim.Optimizer = "sgd",
                   start_lr: float = 1e-5, end_lr: float = 10.0, num_steps: int = 100,
                   batch_size: int = 64, beta: float = 0.98, diverge: float = 4.0, seed: int = 0,
-                  loss: str | Callable = "auto", **optimizer_kwargs) -> RangeTest:
+                  skip_end: int = 5, loss: str | Callable = "auto",
+                  **optimizer_kwargs) -> RangeTest:
     r"""Smith's learning-rate range test, leaving ``model`` and ``optimizer`` untouched.
 
     Trains for up to ``num_steps`` mini-batches while the rate grows exponentially,
     :math:`\eta_i = \eta_{start} (\eta_{end}/\eta_{start})^{i/(n-1)}`; records each batch loss
     and its :func:`smooth`\ ed value, and stops once the smoothed loss exceeds ``diverge`` times
     its minimum (or is not finite). Suggestions by every rule of :data:`RULES` are computed on
-    the smoothed curve up to where it stopped.
+    the smoothed curve without its first ``num_steps // 10`` and last ``skip_end`` points, as
+    fastai's ``lr_find`` does (the start is noise, the end is the blow-up).
 
     The test *trains* the model it tests; finders that forget to undo that hand back a model
     wrecked by the last, divergent rates. Here the parameters, buffers, the optimizer's state
@@ -375,6 +377,7 @@ def lr_range_test(model: nn.Module, data, optimizer: str | torch.optim.Optimizer
     bs = check_int(batch_size, "batch_size", fn=fn)
     beta = check_number(beta, "beta", 0, 1, high_open=True, fn=fn)
     diverge = check_number(diverge, "diverge", 1, low_open=True, fn=fn)
+    skip_end = check_int(skip_end, "skip_end", low=0, fn=fn)
     X, y, _, _ = _unpack(data)
     if isinstance(optimizer, torch.optim.Optimizer):
         opt = optimizer
@@ -422,9 +425,10 @@ def lr_range_test(model: nn.Module, data, optimizer: str | torch.optim.Optimizer
             opt.zero_grad(set_to_none=True)
             model.train(was_training)
     result = RangeTest(np.array(lrs), np.array(losses), np.array(smoothed), diverged=diverged)
-    # The rules read the curve up to its last finite point before the blow-up.
-    keep = len(lrs) - 1 if diverged else len(lrs)
-    if keep >= 3:
-        result.suggestions = {rule: suggest_lr(result.lrs[:keep], result.smoothed[:keep], rule)
+    # As fastai's lr_find: the rules skip the first tenth of the planned steps (where the
+    # smoothed curve is still settling, its slope mostly noise) and the last 5 points.
+    lo, hi = n // 10, len(lrs) - skip_end
+    if hi - lo >= 3:
+        result.suggestions = {rule: suggest_lr(result.lrs[lo:hi], result.smoothed[lo:hi], rule)
                               for rule in RULES}
     return result
