@@ -263,7 +263,7 @@ def _warmup_run(lr, warmup_steps, seed, beta2, epochs, batch_size, width, depth)
 
 
 def warmup_runs(lr: float = 0.03, warmup_steps: int = 200, seeds=SEEDS, beta2: float = 0.99,
-                epochs: int = 6, batch_size: int = 32, width: int = 64,
+                epochs: int = 18, batch_size: int = 32, width: int = 64,
                 depth: int = 4) -> dict[str, list[History]]:
     """Adam (beta2 = 0.99) at a large rate on a deeper net, without and with a linear warm-up of
     ``warmup_steps`` steps (2 / (1 - beta2) = 200 for beta2 = 0.99)."""
