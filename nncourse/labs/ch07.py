@@ -64,6 +64,11 @@ def schedule_curve(name: str, lr: float, total_steps: int) -> np.ndarray:
     name = check_choice(name, "name", SCHEDULES, fn="schedule_curve")
     T = check_int(total_steps, "total_steps", low=4, fn="schedule_curve")
     lr = check_number(lr, "lr", 0, low_open=True, fn="schedule_curve")
+    return _curve(name, lr, T).copy()
+
+
+@lru_cache(maxsize=64)
+def _curve(name: str, lr: float, T: int) -> np.ndarray:  # cached: the widget redraws from it
     f = {"constant": lambda t: lr,
          "power": lambda t: sch.power_lr(t, lr, s=T / 10),
          "exponential": lambda t: sch.exponential_lr(t, lr, 0.01 ** (1 / T)),
