@@ -45,6 +45,9 @@ COLORS: dict[str, str] = {
     "no_clipping": "#7f7f7f", "clip_norm": "#2ca02c", "clip_value": "#d62728",
     # pruning
     "one_shot": "#ff7f0e", "iterative": "#1f77b4", "layer_wise": "#9467bd", "global": "#2ca02c",
+    # learning-rate schedules
+    "constant": "#000000", "power": "#9467bd", "exponential": "#8c564b", "piecewise": "#bcbd22",
+    "cosine": "#1f77b4", "1cycle": "#d62728", "plateau": "#ff7f0e", "warmup": "#17becf",
 }
 
 
