@@ -20,8 +20,8 @@ fails = partial(check_fails, 9)
 
 def proxied(fn, name="f"):
     """``fn`` behind the grader's proxy: arguments and results cross a JSON boundary both ways."""
-    def transport(name, payload):
-        return json.loads(json.dumps(serve(fn, json.loads(json.dumps(payload)))))
+    def transport(name, payload, on_callback):
+        return json.loads(json.dumps(serve(fn, json.loads(json.dumps(payload)), on_callback)))
 
     return Proxy(name, transport)
 

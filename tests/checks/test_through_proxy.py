@@ -15,8 +15,8 @@ from tests.checks import test_ch03, test_ch04, test_ch08, test_ch10, test_ch11
 
 
 def proxies(**functions):
-    def transport(name, payload):
-        reply = serve(functions[name], json.loads(json.dumps(payload)))
+    def transport(name, payload, on_callback):
+        reply = serve(functions[name], json.loads(json.dumps(payload)), on_callback)
         return json.loads(json.dumps(reply))
 
     return [Proxy(name, transport) for name in functions]
