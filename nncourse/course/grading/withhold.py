@@ -50,11 +50,20 @@ class Plan:
         return set().union(*self.names.values()) if self.names else set()
 
 
+def _definition(node) -> bool:
+    """An instructor statement the answers may rely on and that runs no experiment: imports,
+    function and class definitions, and ALL_CAPS constants (``EPS_GRID = np.logspace(...)``)."""
+    if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef)):
+        return True
+    return isinstance(node, ast.Assign) and all(
+        isinstance(t, ast.Name) and t.id.isupper() for t in node.targets)
+
+
 def _master_functions(master) -> dict:
     """The master's answer functions, defined in this process (the instructor's own code).
 
-    Only the imports of the instructor cells run, then the answer cells (which define
-    functions), so nothing of the notebook's experiments is executed here.
+    Only the instructor cells' definitions run (:func:`_definition`), then the answer cells
+    (which define functions), so nothing of the notebook's experiments is executed here.
     """
     from IPython.core.inputtransformer2 import TransformerManager
 
@@ -69,8 +78,7 @@ def _master_functions(master) -> dict:
             tree = ast.parse(TransformerManager().transform_cell(cell.source))
         except (SyntaxError, ValueError):
             continue
-        body = tree.body if role == nbs.ANSWER else [
-            n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+        body = tree.body if role == nbs.ANSWER else [n for n in tree.body if _definition(n)]
         try:
             with contextlib.redirect_stdout(io.StringIO()):
                 exec(compile(ast.Module(body, []), "<master>", "exec"), ns)  # noqa: S102
