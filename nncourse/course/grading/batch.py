@@ -281,7 +281,8 @@ class _Scratch:
         shutil.copy(Path(__file__).with_name("proxy.py"), self.package / "_nncourse_proxy.py")
         # the reference implementations the exercises ask for are not in the kernel's copy
         self.withheld: list[str] = []
-        self.withhold_note = "reference implementations: not withheld (no master notebook)"
+        self.withhold_note = ("reference implementations: NOT withheld (the master's own "
+                              "answers need them in the sandbox)")
         if master is not None:
             self._withhold(master)
         compileall.compile_dir(self.package, quiet=2)  # kernels start faster; they write none
@@ -587,7 +588,7 @@ def _module_names(master) -> set[str]:
 
 def grade_batch(submissions: list, master_path: Path, jobs: int = 1,
                 limits: Limits | None = None, hide: list[Path] | None = None,
-                progress=None, base: Path | None = None) -> list[Grade]:
+                progress=None, base: Path | None = None, withhold: bool = True) -> list[Grade]:
     """Grade every :class:`Entry` (or ``(student, path)``); the grades are in the same order.
 
     Entries that are not to be graded get their row straight away. ``base``: the submissions
@@ -599,7 +600,8 @@ def grade_batch(submissions: list, master_path: Path, jobs: int = 1,
     entries = [x if isinstance(x, Entry) else Entry(*x) for x in submissions]
     master = nbs.read(master_path)
     nbs.exercises(master)
-    scratch = _Scratch(hide or [], master=master)
+    # withhold=False: the preflight found the master losing points without the references
+    scratch = _Scratch(hide or [], master=master if withhold else None)
     done = [0]
     lock = threading.Lock()
 
