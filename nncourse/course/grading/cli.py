@@ -72,8 +72,7 @@ def merge_parts(args: argparse.Namespace) -> int:
         master_path = find_master(args.exercise, args.solutions or default_solutions())
         info, grades = shards.merge(args.parts)
         if info["exercise"] != f"{int(args.exercise):02d}" or \
-                shards.master_digest(master_path) != json.loads(
-                    (args.parts[0] / shards.SHARD_FILE).read_text())["master_sha256"]:
+                shards.master_digest(master_path) != info["master_sha256"]:
             raise ValueError(f"the parts were graded against {info['master']}, not this "
                              f"{master_path.name}")
     except ValueError as exc:

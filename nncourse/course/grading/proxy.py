@@ -145,9 +145,10 @@ def encode(obj, refs: list | None = None, _budget: list[int] | None = None, _dep
         return {"$distribution": distribution_to_json(obj)}
     if isinstance(obj, _namespaces()):
         return {"$namespace": type(obj).__name__, "fields": {k: enc(v) for k, v in _fields(obj)}}
-    if remotes is not None and _lendable(obj) is not None:
+    lent = _lendable(obj) if remotes is not None else None
+    if lent is not None:
         remotes.append(obj)
-        methods, attrs, call = _lendable(obj)
+        methods, attrs, call = lent
         return {"$remote": len(remotes) - 1, "methods": sorted(methods), "attrs": sorted(attrs),
                 "call": call, "type": type(obj).__name__}
     if isinstance(obj, torch.nn.Module):

@@ -119,5 +119,5 @@ def merge(folders: list[Path]) -> tuple[dict, list[Grade]]:
         raise ValueError("two parts claim the same submission: were they graded from different "
                          "folders?")
     rows.sort(key=lambda r: r[0])
-    return ({"exercise": first["exercise"], "master": first["master"], "shards": n},
-            [g for _, g in rows])
+    return ({"exercise": first["exercise"], "master": first["master"],
+             "master_sha256": first["master_sha256"], "shards": n}, [g for _, g in rows])

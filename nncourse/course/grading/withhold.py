@@ -108,9 +108,10 @@ def _probe(spec: dict, functions: dict) -> str | None:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             fn(*proxies)
     except Exception as exc:  # noqa: BLE001
-        why = "; ".join(p.cannot for p in proxies if p.cannot)
-        return why or f"the check did not pass on the master's answer here ({type(exc).__name__})"
-    return "; ".join(p.cannot for p in proxies if p.cannot) or None
+        failed = f"the check did not pass on the master's answer here ({type(exc).__name__})"
+    else:
+        failed = None
+    return "; ".join(p.cannot for p in proxies if p.cannot) or failed
 
 
 def plan(master) -> Plan:
