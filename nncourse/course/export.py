@@ -132,7 +132,6 @@ def to_otter(master, name: str) -> object:
               f"name: {name}\n"
               "solutions_pdf: false\n"
               "export_cell: false\n"
-              "init_cell: false\n"
               "check_all_cell: false\n"
               "generate: true\n"
               "tests:\n"
