@@ -69,9 +69,9 @@ def _masters(source: Path, exercise: str | None) -> list[Path]:
     if not source.is_dir():
         raise ValueError(f"{source} is not a folder (expected the master notebooks, e.g. "
                          "solutions/)")
-    pattern = f"{int(exercise):02d}_*.ipynb" if exercise is not None else "[0-9][0-9]_*.ipynb"
     if exercise is not None and not str(exercise).isdigit():
         raise ValueError(f"--exercise must be a chapter number such as 03, got {exercise!r}")
+    pattern = f"{int(exercise):02d}_*.ipynb" if exercise is not None else "[0-9][0-9]_*.ipynb"
     found = sorted(source.glob(pattern))
     if not found:
         raise ValueError(f"no master notebooks {pattern} in {source}")
