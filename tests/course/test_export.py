@@ -96,7 +96,9 @@ def test_export_refuses_bad_input_with_one_sentence(tmp_path, capsys):
 def _nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess:
     proc = subprocess.run([str(BIN / "nbgrader"), *args], cwd=course, capture_output=True,
                           text=True, timeout=900,
-                          env={**os.environ, "JUPYTER_RUNTIME_DIR": str(course / ".runtime")})
+                          env={**os.environ, "JUPYTER_RUNTIME_DIR": str(course / ".runtime"),
+                               # nbgrader runs `alembic` from PATH: the venv's, as when activated
+                               "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 

@@ -7,6 +7,7 @@ tested here.)
 """
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -23,8 +24,9 @@ ACC = ("def accuracy(logits, labels):\n"
 
 
 def _otter(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     proc = subprocess.run([str(BIN / "otter"), *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=900)
+                          timeout=900, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 
