@@ -32,7 +32,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from nncourse.course.colab import REF, REPO, REPO_URL, colab_url
+from nncourse.course.colab import REF, REPO, REPO_URL, colab_url, is_colab_cell
 
 __all__ = ["SECTIONS", "title_of", "landing_page", "conf_py", "stage", "build", "broken_links",
            "add_arguments", "run"]
@@ -155,8 +155,9 @@ _MD_LINK = re.compile(r"\[([^\]]*)\]\(([^)\s]+\.ipynb)(#[^)\s]*)?\)")
 
 
 def _unlink_missing(path: Path) -> list[str]:
-    """In the staged notebook ``path``, turn each Markdown link to a notebook that does not
-    exist (a chapter announced before it lands) into its plain text; return those targets."""
+    """Prepare the staged notebook ``path``: leave out the Colab set-up cell (the page has its
+    own launch buttons), and turn each Markdown link to a notebook that does not exist (a chapter
+    announced before it lands) into its plain text. Returns those missing targets."""
     nb = json.loads(path.read_text(encoding="utf-8"))
     missing: list[str] = []
 
@@ -167,11 +168,14 @@ def _unlink_missing(path: Path) -> list[str]:
         missing.append(target)
         return m.group(1)
 
-    for cell in nb.get("cells", []):
+    cells = [c for c in nb.get("cells", []) if not is_colab_cell(c)]
+    changed = len(cells) != len(nb.get("cells", []))
+    for cell in cells:
         if cell.get("cell_type") == "markdown":
             source = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
             cell["source"] = _MD_LINK.sub(fix, source)
-    if missing:
+    if missing or changed:
+        nb["cells"] = cells
         path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return missing
 

@@ -96,3 +96,26 @@ def test_landing_page_and_a_chapter_render_in_chromium(built, artifacts):
         assert "Exercise" in main or "Key takeaways" in main
         assert page.locator("main img").count() >= 1, "the stored figures are on the page"
         page.screenshot(path=str(artifacts / "site-chapter-04.png"), full_page=False)
+
+
+def test_staging_leaves_out_the_colab_cell_and_unlinks_missing_notebooks(tmp_path):
+    import json
+
+    import nbformat
+
+    from nncourse.course import colab
+    from nncourse.course import notebooks as nbs
+
+    nb = nbs.read(ROOT / "chapters" / "00_start_here.ipynb")
+    colab.add_colab_cell(nb)
+    nb.cells.append(nbformat.v4.new_markdown_cell(
+        "[next](99_not_yet.ipynb) and [here](00_start_here.ipynb#top) and "
+        "[web](https://example.org/x.ipynb)"))
+    path = tmp_path / "00_start_here.ipynb"
+    nbs.write(nb, path)
+    assert "99_not_yet.ipynb" in site._unlink_missing(path)
+    staged = json.loads(path.read_text())
+    assert not any(colab.is_colab_cell(c) for c in staged["cells"])
+    last = staged["cells"][-1]["source"]
+    assert last == ("next and [here](00_start_here.ipynb#top) and "
+                    "[web](https://example.org/x.ipynb)")
