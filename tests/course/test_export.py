@@ -102,7 +102,7 @@ def _nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess:
     return proc
 
 
-def test_real_nbgrader_gives_the_solution_full_marks_and_the_stub_zero(tmp_path):
+def test_real_nbgrader_gives_the_solution_full_marks_and_the_stub_zero(tmp_path, monkeypatch):
     if not (BIN / "nbgrader").exists():
         pytest.skip("nbgrader is not installed (it comes with the [dev] extras: make venv-dev)")
     t0 = time.monotonic()
@@ -125,6 +125,8 @@ def test_real_nbgrader_gives_the_solution_full_marks_and_the_stub_zero(tmp_path)
         (folder / "00_warmup.ipynb").write_text(json.dumps(nb))
     _nbgrader(course, "autograde", "00_warmup", "--create", "--force")
     from nbgrader.api import Gradebook  # the gradebook `nbgrader export` reads
+
+    monkeypatch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")  # alembic
 
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
         scores = {who: gb.find_submission("00_warmup", who) for who in ("alice", "bob")}
