@@ -55,6 +55,7 @@ def test_real_otter_assign_and_run_grade_each_exercise(tmp_path):
             assert "..." in text  # otter's stub; left as it is
     assert MSE not in json.dumps(nb)
     submission = tmp_path / "submission.ipynb"
+    (tmp_path / "results").mkdir()
     submission.write_text(json.dumps(nb))
     _otter(tmp_path, "run", "-a", str(zipped), "-o", str(tmp_path / "results"), "--no-logo",
            str(submission))
