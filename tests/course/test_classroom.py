@@ -132,3 +132,14 @@ def test_check_one_exercise_exits_0_when_it_passes_and_1_when_not(tmp_path, caps
     assert _run_check(EXERCISE, "9.9") == 1
     assert "has no exercise 9.9" in capsys.readouterr().err
 
+
+
+def test_gradescope_refuses_a_folder_of_several_submissions_before_grading(tmp_path, capsys):
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    for who in ("alice", "bob"):
+        (subs / f"{who}.ipynb").write_text(json.dumps(student()))
+    rc = main(["grade", str(subs), "--exercise", "0", "--out", str(tmp_path / "g"),
+               "--gradescope", str(tmp_path / "results.json")])
+    assert rc == 2 and "2 notebooks to grade" in capsys.readouterr().err
+    assert not (tmp_path / "results.json").exists()

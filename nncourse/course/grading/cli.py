@@ -134,6 +134,11 @@ def run(args: argparse.Namespace) -> int:
     if not submissions:
         print(f"grade: no .ipynb files in {args.submissions}", file=sys.stderr)
         return 2
+    to_grade = [e for e in submissions if e.status is None]
+    if getattr(args, "gradescope", None) and len(to_grade) != 1:
+        print(f"grade: --gradescope writes one submission's results, but {len(to_grade)} "
+              f"notebooks to grade were found in {args.submissions}", file=sys.stderr)
+        return 2
     everyone = submissions
     if shard:
         submissions = shards.select(everyone, *shard)
