@@ -119,3 +119,11 @@ def test_staging_leaves_out_the_colab_cell_and_unlinks_missing_notebooks(tmp_pat
     last = staged["cells"][-1]["source"]
     assert last == ("next and [here](00_start_here.ipynb#top) and "
                     "[web](https://example.org/x.ipynb)")
+
+
+def test_make_site_runs_the_builder():
+    import subprocess
+
+    dry = subprocess.run(["make", "-n", "site"], cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout
+    assert "-m nncourse site --out build/site" in dry
