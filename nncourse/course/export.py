@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import re
 import shutil
 import sys
@@ -125,6 +124,9 @@ def to_otter(master, name: str) -> object:
     nb = _clean(master)
     ex_by_cell = {}
     for ex in nbs.exercises(nb):
+        if ex.answers != list(range(ex.check - len(ex.answers), ex.check)):
+            raise ValueError(f"exercise {ex.id}: for otter, its answer cells must come right "
+                             "before its check cell, with no other cell between them")
         for i in ex.answers:
             ex_by_cell[i] = ex
         ex_by_cell[ex.check] = ex
@@ -239,6 +241,3 @@ def run(args: argparse.Namespace) -> int:
               f"  otter assign {written[0]} dist/")
     return 0
 
-
-def _summary(nb) -> str:  # pragma: no cover - a debugging aid
-    return json.dumps([c.metadata.get("nbgrader") for c in nb.cells], indent=1)

@@ -72,6 +72,14 @@ def test_otter_master_has_one_question_per_exercise_with_the_check_as_test():
     assert "google.colab" not in code
 
 
+def test_otter_refuses_an_instructor_cell_inside_an_exercise():
+    nb = nbs.read(SOLUTION)
+    check = next(i for i, c in enumerate(nb.cells) if c.get("id") == "check-0-1")
+    nb.cells.insert(check, nbformat.v4.new_code_cell("print('instructor')"))
+    with pytest.raises(ValueError, match="exercise 0.1: for otter, its answer cells must come"):
+        ex.to_otter(nb, "00_warmup")
+
+
 def test_export_refuses_bad_input_with_one_sentence(tmp_path, capsys):
     from nncourse.__main__ import main
 
