@@ -146,5 +146,5 @@ def test_real_nbgrader_gives_the_solution_full_marks_and_the_stub_zero(tmp_path,
         if cell.metadata.get("nbgrader", {}).get("grade"):
             assert [o.get("name") for o in cell.outputs] == ["stdout"], cell.outputs
             assert "passed" in cell.outputs[0]["text"]
-    print(f"nbgrader generate + autograde (2 students) + export: {time.monotonic() - t0:.0f} s")
+    print(f"nbgrader generate_assignment + autograde (2 students): {time.monotonic() - t0:.0f} s")
     shutil.rmtree(course / ".runtime", ignore_errors=True)
