@@ -15,7 +15,7 @@ export TORCH_INDEX  # the tests check what a clean install resolves against it
 # Extra arguments for JupyterLab, e.g. LAB_ARGS=--no-browser or LAB_ARGS=--ip=0.0.0.0
 LAB_ARGS ?=
 
-.PHONY: lab test test-portability venv venv-dev bench release check-release clean help
+.PHONY: lab test test-portability venv venv-dev bench release check-release site clean help
 
 help:
 	@echo "make lab      set up .venv and open JupyterLab on the course"
@@ -23,6 +23,7 @@ help:
 	@echo "make bench    time every chapter notebook"
 	@echo "make test-portability  list checked outputs that change off the pinned floating-point path"
 	@echo "make release  regenerate exercises/ from solutions/"
+	@echo "make site     build the course as static HTML in build/site/ (offline, stored outputs)"
 
 venv: $(STAMP)
 venv-dev: $(STAMP_DEV)
@@ -64,6 +65,11 @@ release: $(STAMP)
 
 check-release: $(STAMP)
 	$(BIN)/python -m nncourse release --check
+
+# The course as a static site (Sphinx + myst-nb + sphinx-book-theme, from the stored outputs, no
+# kernel, no network): build/site/index.html. nncourse/course/site.py says what is on it.
+site: $(STAMP_DEV)
+	$(BIN)/python -m nncourse site --out build/site
 
 clean:
 	rm -rf $(VENV)

@@ -85,21 +85,33 @@ def _ipc_kernel_manager():
     return IPCKernelManager
 
 
-def check_notebook(path: Path, timeout: int = 300) -> list[Result]:
+def check_notebook(path: Path, timeout: int = 300, exercise: str | None = None) -> list[Result]:
+    """Run a copy of the notebook at ``path`` and score it. With ``exercise`` (``"3.2"``), only
+    the cells up to that exercise's check cell run, and only that exercise is scored."""
     nb = nbs.read(path)
-    nbs.exercises(nb)
+    found = nbs.exercises(nb)
     work = copy.deepcopy(nb)
+    if exercise is not None:
+        ex = next((e for e in found if e.id == exercise), None)
+        if ex is None:
+            raise ValueError(f"the notebook has no exercise {exercise} (it has "
+                             f"{', '.join(e.id for e in found) or 'none'})")
+        work.cells = work.cells[:ex.check + 1]
     for cell in work.cells:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
     nbs.execute(work, cwd=path.parent, timeout=timeout, allow_errors=True,
                 kernel_manager_class=_ipc_kernel_manager())
-    return score(work)
+    results = score(work)
+    return [r for r in results if r.exercise == exercise] if exercise is not None else results
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("notebooks", nargs="+", type=Path, help="exercise notebooks to check")
     parser.add_argument("--timeout", type=int, default=300, help="seconds per cell (default 300)")
+    parser.add_argument("--exercise", default=None, metavar="N.M",
+                        help="run the notebook up to exercise N.M's check only; exit 0 when it "
+                             "passes, 1 when not (one GitHub Classroom test per exercise)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -110,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
             ok = False
             continue
         try:
-            results = check_notebook(path, args.timeout)
+            results = check_notebook(path, args.timeout, getattr(args, "exercise", None))
         except Exception as exc:  # unreadable notebook, missing kernel...: say so, go on
             print(f"{path}: could not be checked: {type(exc).__name__}: {exc}", file=sys.stderr)
             ok = False

@@ -21,7 +21,8 @@ graded against the master ``solutions/NN_*.ipynb``:
 One module per concern: :mod:`.batch` (finding and grading submissions), :mod:`.rebuild` (the
 notebook that runs), :mod:`.sandbox` (the kernel's jail and the worker, run by path),
 :mod:`.proxy` (calls across the sandbox boundary), :mod:`.reports` (gradebook, feedback,
-summary) and :mod:`.cli` (the command).
+summary), :mod:`.classroom` (``--pattern`` for GitHub Classroom clones, ``--gradescope``
+results) and :mod:`.cli` (the command).
 """
 
 from nncourse.course.grading.batch import (

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from nncourse.course import notebooks as nbs
-from nncourse.course.grading import shards
+from nncourse.course.grading import classroom, shards
 from nncourse.course.grading.batch import (
     OK,
     PACKAGE_ROOT,
@@ -56,6 +56,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shard", default=None, metavar="K/N",
                         help="grade only shard K of N (by a hash of each student id); merge the "
                              "parts with: grade merge PART... --exercise NN --out DIR")
+    parser.add_argument("--pattern", default=None, metavar="GLOB",
+                        help="each top-level folder is one student (a GitHub Classroom clone); "
+                             "grade its one file matching GLOB, e.g. 'exercises/NN_*.ipynb' "
+                             "(NN: the --exercise number)")
+    parser.add_argument("--gradescope", type=Path, default=None, metavar="FILE",
+                        help="also write the one submission's result as Gradescope's "
+                             "results.json to FILE")
 
 
 def default_solutions() -> Path:
@@ -116,12 +123,21 @@ def run(args: argparse.Namespace) -> int:
         print("grade: --out must not be inside the submissions folder", file=sys.stderr)
         return 2
     try:
-        submissions = find_submissions(args.submissions, master_path)
+        if getattr(args, "pattern", None):
+            pattern = classroom.expand_pattern(args.pattern, args.exercise)
+            submissions = classroom.find_by_pattern(args.submissions, pattern)
+        else:
+            submissions = find_submissions(args.submissions, master_path)
     except ValueError as exc:
         print(f"grade: {exc}", file=sys.stderr)
         return 2
     if not submissions:
         print(f"grade: no .ipynb files in {args.submissions}", file=sys.stderr)
+        return 2
+    to_grade = [e for e in submissions if e.status is None]
+    if getattr(args, "gradescope", None) and len(to_grade) != 1:
+        print(f"grade: --gradescope writes one submission's results, but {len(to_grade)} "
+              f"notebooks to grade were found in {args.submissions}", file=sys.stderr)
         return 2
     everyone = submissions
     if shard:
@@ -175,6 +191,12 @@ def run(args: argparse.Namespace) -> int:
     elapsed = time.monotonic() - t0
     sandbox = next((g.sandbox for g in grades if g.sandbox), {})
     summary = write_reports(grades, master, out, title=f"{master_path.stem}", sandbox=sandbox)
+    if getattr(args, "gradescope", None):
+        try:
+            print(f"Gradescope results: {classroom.write_gradescope(grades, args.gradescope)}")
+        except (ValueError, OSError) as exc:
+            print(f"grade: {exc}", file=sys.stderr)
+            return 2
     if shard:
         (out / shards.SHARD_FILE).write_text(json.dumps(shards.shard_record(
             *shard, args.exercise, master_path, submissions, everyone), indent=1))
