@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import nbformat
 
 from nncourse.course import notebooks as nbs
+from nncourse.course.colab import is_colab_cell
 from nncourse.course.release import stub_source
 
 __all__ = ["SubmissionError", "Answer", "load_submission", "Rebuilt", "rebuild", "static_flags",
@@ -301,6 +302,8 @@ def rebuild(master, cells: list[dict], skip: dict[str, str] | None = None) -> Re
     new_cells, it = [], iter(answers)
     names_of: dict[str, list[str]] = {}
     for cell in nb.cells:
+        if is_colab_cell(cell):
+            continue  # Google Colab's install cell: it does nothing outside Colab
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
             cell.metadata.pop("execution", None)
