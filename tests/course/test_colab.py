@@ -1,5 +1,6 @@
 """The Colab first cell (nncourse/course/colab.py) on small in-memory notebooks, and under nbval."""
 
+import ast
 import os
 import subprocess
 import sys
@@ -213,3 +214,16 @@ def test_the_grader_does_not_run_the_cell():
     rebuilt = rebuild.rebuild(master, [])
     assert not any(colab.is_colab_cell(c) for c in rebuilt.notebook.cells)
     assert any("nncourse.setup()" in c.source for c in rebuilt.notebook.cells)
+
+
+def test_the_grader_reads_no_instructor_code_from_the_cell():
+    """Its imports (sys, subprocess, google.colab) are not the instructor's setup: the static
+    flags and the withholding never see them."""
+    from nncourse.course.grading import rebuild
+
+    master = small_notebook()
+    colab.add_colab_cell(master)
+    imported = {a.name for tree in rebuild.instructor_trees(master) for node in ast.walk(tree)
+                if isinstance(node, (ast.Import, ast.ImportFrom))
+                for a in node.names}
+    assert imported == {"nncourse"}

@@ -93,9 +93,10 @@ class Rebuilt:
 
 
 def instructor_trees(master):
-    """Parsed source of the master's instructor code cells (setup, imports)."""
+    """Parsed source of the master's instructor code cells (setup, imports; not Colab's cell,
+    which the grader never runs)."""
     for cell in master.cells:
-        if cell.cell_type == "code" and nbs.role(cell) is None:
+        if cell.cell_type == "code" and nbs.role(cell) is None and not is_colab_cell(cell):
             try:
                 yield ast.parse(cell.source)
             except SyntaxError:
