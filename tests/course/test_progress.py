@@ -2,6 +2,7 @@
 NNCOURSE_PROGRESS=0 -- which is how every stored output was produced, so none holds a bar."""
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -60,6 +61,14 @@ def test_no_output_at_all_when_progress_is_off():
     outputs = run_cell(nbs.kernel_env())  # NNCOURSE_PROGRESS=0, as for stored outputs
     assert [o.get("text") for o in outputs] == ["done\n"]
     assert not traces(outputs)
+
+
+def test_the_test_session_turns_bars_off():
+    # conftest.py sets it before any kernel starts: nbval's kernels inherit it
+    assert os.environ.get("NNCOURSE_PROGRESS") == "0"
+    assert nbs.kernel_env()["NNCOURSE_PROGRESS"] == "0"
+    makefile = (ROOT / "Makefile").read_text()
+    assert "NNCOURSE_PROGRESS=0 $(BIN)/python -m pytest" in makefile
 
 
 def test_the_scan_recognises_a_terminal_bar():
