@@ -12,12 +12,12 @@ from nncourse import fp_pin as _fp_pin
 _fp_pin.pin()
 
 __version__ = "0.1.0"
-__all__ = ["setup", "seed_everything", "environment_report", "__version__"]
+__all__ = ["setup", "seed_everything", "environment_report", "progress", "__version__"]
 
 
 def __getattr__(name: str):
     # Lazy, so that `import nncourse` (and the command line) does not import torch until needed.
-    if name in ("setup", "seed_everything", "environment_report"):
+    if name in ("setup", "seed_everything", "environment_report", "progress"):
         from nncourse import env
 
         return getattr(env, name)

@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from nncourse._validate import check_int
+from nncourse.env import progress
 from nncourse.training import History  # the course's one record of a training run
 
 __all__ = [
@@ -389,7 +390,7 @@ def fit(net: MLP, x: np.ndarray, y: np.ndarray, loss: str = "bce", lr: float = 0
         if callback is not None:
             callback(epoch, net)
 
-    for epoch in range(epochs + 1):
+    for epoch in progress(range(epochs + 1), desc="training", unit="epoch"):
         # forward + loss + backward at the current weights (after `epoch` updates)...
         value = loss_and_backward(net, x, y, loss)
         record(epoch, value)

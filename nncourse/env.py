@@ -23,7 +23,8 @@ import torch
 
 from nncourse._validate import check_int
 
-__all__ = ["setup", "seed_everything", "environment_report", "progress_enabled"]
+__all__ = ["setup", "seed_everything", "environment_report", "progress_enabled",
+           "progress"]
 
 #: Versions the stored notebook outputs were produced with (see constraints.txt).
 EXPECTED_VERSIONS = {
@@ -78,13 +79,76 @@ def setup(seed: int = 0, threads: int = 1, style: bool = True) -> None:
 def progress_enabled(requested: bool | None = None) -> bool:
     """Whether to show a progress bar.
 
-    ``requested`` wins when given; otherwise bars are on unless the environment variable
-    ``NNCOURSE_PROGRESS`` is ``0`` (tests and the notebook executor set it, so stored outputs
-    contain no bars).
+    ``requested`` wins when given. Otherwise the environment variable ``NNCOURSE_PROGRESS``
+    decides: ``0`` turns bars off (the notebook executor, the tests, the grader and ``check`` set
+    it, so stored outputs contain no bars), ``1`` turns them on. Unset, bars are on in a Jupyter
+    kernel (JupyterLab) and in a terminal, and off where stderr goes to a pipe or a file (a log,
+    a worker started by another program), which a bar would only fill with lines.
     """
     if requested is not None:
         return bool(requested)
-    return os.environ.get("NNCOURSE_PROGRESS", "1") != "0"
+    setting = os.environ.get("NNCOURSE_PROGRESS", "")
+    if setting in ("0", "1"):
+        return setting == "1"
+    return _in_jupyter_kernel() or _stderr_is_terminal()
+
+
+def _in_jupyter_kernel() -> bool:
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return type(shell).__name__ == "ZMQInteractiveShell"
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr is not None and sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced or closed stream
+        return False
+
+
+class _NoBar:
+    """What :func:`progress` returns without an iterable when bars are off: accepts a bar's
+    calls and shows nothing."""
+
+    def update(self, n=1):
+        pass
+
+    def set_postfix(self, *args, **kwargs):
+        pass
+
+    def set_description(self, *args, **kwargs):
+        pass
+
+    def close(self):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def progress(iterable=None, desc: str | None = None, total: int | None = None, *,
+             unit: str = "it", leave: bool = False, delay: float = 1.0,
+             enabled: bool | None = None):
+    """A progress bar (``tqdm.auto``) over ``iterable`` for a loop a learner waits on.
+
+    In JupyterLab it is a widget, in a terminal a line on stderr. It appears only after
+    ``delay`` seconds (a fast or cached loop shows nothing) and, with ``leave=False``, disappears
+    when the loop ends. When bars are off (``NNCOURSE_PROGRESS=0``, which the notebook executor,
+    the tests, the grader and ``check`` set; or ``enabled=False``) ``iterable`` itself is
+    returned: no output at all, so stored outputs never contain a bar. Without ``iterable``, a
+    bar to ``update()`` by hand (a do-nothing stand-in when off).
+
+    Use it in one line: ``for lr in progress(LRS, desc="learning rates"):``.
+    """
+    if not progress_enabled(enabled):
+        return _NoBar() if iterable is None else iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, unit=unit, leave=leave, delay=delay,
+                disable=False)
 
 
 def _version(dist: str) -> str:

@@ -45,6 +45,7 @@ from optuna.distributions import (
 
 from nncourse._validate import check_int
 from nncourse.data import Dataset
+from nncourse.env import progress
 from nncourse.models import make_mlp
 from nncourse.training import Callback, History, train
 
@@ -228,7 +229,7 @@ def fit(config: Mapping, data: Dataset, epochs: int = 10, seed: int = 0, batch_s
         torch.manual_seed(seed)
         history = train(model, data, epochs=epochs, lr=float(config["lr"]),
                         optimizer=config["optimizer"], batch_size=batch_size, seed=seed,
-                        callbacks=callbacks, progress=False,
+                        callbacks=callbacks,
                         weight_decay=float(config.get("weight_decay", 0.0)))
     return model, history
 
@@ -318,7 +319,7 @@ def random_search(score: Callable[[dict], float], space: Mapping[str, BaseDistri
     _check_trials(n_trials)
     rng = np.random.default_rng(seed)
     result = SearchResult()
-    for _ in range(n_trials):
+    for _ in progress(range(n_trials), desc="random search", unit="trial"):
         config = {name: sample(dist, rng) for name, dist in space.items()}
         result.configs.append(config)
         result.scores.append(float(score(config)))
@@ -333,7 +334,8 @@ def grid_search(score: Callable[[dict], float], grid: Mapping[str, Sequence]) ->
         raise ValueError("grid must map each name to a non-empty list of values")
     result = SearchResult()
     names = list(grid)
-    for values in itertools.product(*(grid[n] for n in names)):
+    for values in progress(itertools.product(*(grid[n] for n in names)), desc="grid search",
+                           total=math.prod(len(grid[n]) for n in names), unit="trial"):
         config = dict(zip(names, values))
         result.configs.append(config)
         result.scores.append(float(score(config)))

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from nncourse._validate import check_int
-from nncourse.env import progress_enabled
+from nncourse.env import progress as progress_bar
 
 __all__ = ["History", "Callback", "train", "evaluate", "eval_mode", "predict", "accuracy",
            "mean_sd", "make_optimizer", "loss_function"]
@@ -248,11 +248,7 @@ def train(model: nn.Module, data, epochs: int = 20, lr: float = 0.1,
     history = History()
     for cb in callbacks:
         cb.on_train_begin(model, opt, history)
-    bar = None
-    if progress_enabled(progress):
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=epochs, desc="training", unit="epoch", leave=False)
+    bar = progress_bar(total=epochs, desc="training", unit="epoch", enabled=progress)
     step = 0
     try:
         for epoch in range(1, epochs + 1):
@@ -297,9 +293,8 @@ def train(model: nn.Module, data, epochs: int = 20, lr: float = 0.1,
                     sched.step(history.val_loss[-1] if history.val_loss else history.train_loss[-1])
                 else:
                     sched.step()
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{history.train_loss[-1]:.3g}")
+            bar.update(1)
+            bar.set_postfix(loss=f"{history.train_loss[-1]:.3g}", refresh=False)
             if not math.isfinite(history.train_loss[-1]):
                 history.diverged = True
                 break
@@ -309,8 +304,7 @@ def train(model: nn.Module, data, epochs: int = 20, lr: float = 0.1,
             if stop:
                 break
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     for cb in callbacks:
         cb.on_train_end(model, history)
     model.eval()

@@ -60,3 +60,37 @@ def test_progress_switch(monkeypatch):
     assert env.progress_enabled(True)
     monkeypatch.setenv("NNCOURSE_PROGRESS", "1")
     assert env.progress_enabled()
+    monkeypatch.delenv("NNCOURSE_PROGRESS")
+    # unset: on in a terminal, off when stderr is a pipe or a file (pytest captures it here)
+    monkeypatch.setattr(env, "_stderr_is_terminal", lambda: True)
+    assert env.progress_enabled()
+    monkeypatch.setattr(env, "_stderr_is_terminal", lambda: False)
+    assert not env.progress_enabled()
+
+
+def test_progress_off_is_the_iterable_itself_and_prints_nothing(monkeypatch, capfd):
+    monkeypatch.setenv("NNCOURSE_PROGRESS", "0")
+    items = [1, 2, 3]
+    assert nncourse.progress(items, desc="sweep", delay=0) is items
+    with nncourse.progress(total=3, desc="by hand") as bar:
+        bar.update(1)
+        bar.set_postfix(loss="0.1")
+    assert capfd.readouterr() == ("", "")
+
+
+def test_progress_on_draws_a_bar_on_stderr(monkeypatch, capsys):
+    monkeypatch.setenv("NNCOURSE_PROGRESS", "1")
+    assert list(nncourse.progress(range(4), desc="sweep", delay=0)) == [0, 1, 2, 3]
+    err = capsys.readouterr().err
+    assert "sweep:" in err and "/4 [" in err
+    bar = nncourse.progress(total=2, desc="by hand", delay=0)
+    bar.update(2)
+    bar.close()
+    assert "by hand:" in capsys.readouterr().err
+
+
+def test_progress_waits_before_drawing(monkeypatch, capsys):
+    # a loop shorter than `delay` (a cached sweep) shows nothing at all
+    monkeypatch.setenv("NNCOURSE_PROGRESS", "1")
+    assert list(nncourse.progress(range(3), desc="fast", delay=60)) == [0, 1, 2]
+    assert capsys.readouterr().err == ""

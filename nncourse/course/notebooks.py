@@ -115,15 +115,25 @@ def execute(nb, cwd: str | os.PathLike, timeout: int | None = 600, allow_errors:
     """Execute ``nb`` in a fresh ``python3`` kernel (working directory ``cwd``); return it.
 
     Cells are stored without timing metadata so re-executing an unchanged notebook gives an
-    identical file (``record_timing=True`` keeps it, for the benchmark).
+    identical file (``record_timing=True`` keeps it, for the benchmark). Google Colab's first
+    cell (:mod:`nncourse.course.colab`) is left as it is, unexecuted: it runs only on Colab, and
+    the notebook rules want it stored without output or execution count.
     """
     from nbclient import NotebookClient
 
+    from nncourse.course.colab import is_colab_cell
+
     client_kwargs.setdefault("record_timing", False)
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=allow_errors,
-                            resources={"metadata": {"path": os.fspath(cwd)}}, **client_kwargs)
-    with _isolated_jupyter_dirs():
-        client.execute(env=env or kernel_env())
+    cells = nb.cells
+    nb.cells = [c for c in cells if not is_colab_cell(c)]  # the same cell objects, run in place
+    try:
+        client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                                allow_errors=allow_errors,
+                                resources={"metadata": {"path": os.fspath(cwd)}}, **client_kwargs)
+        with _isolated_jupyter_dirs():
+            client.execute(env=env or kernel_env())
+    finally:
+        nb.cells = cells
     nb.metadata["kernelspec"] = dict(KERNELSPEC)
     return nb
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,6 +116,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    os.environ["NNCOURSE_PROGRESS"] = "0"  # as when the notebooks were stored (kernel_env too)
     ok = True
     for path in args.notebooks:
         if not path.exists():

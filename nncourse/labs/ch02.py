@@ -39,6 +39,7 @@ from nncourse.diagnostics import (
     weight_changes,
     weight_grad_norms,
 )
+from nncourse.env import progress
 from nncourse.models import linear_layers, make_mlp
 from nncourse.plotting import color, decade_limits, plot_per_layer
 from nncourse.training import Callback, History, loss_function, mean_sd, train
@@ -216,7 +217,7 @@ def train_deep(activation: str = "sigmoid", init: str = "default", depth: int = 
         monitor = GradientMonitor(every=monitor_every)
         callbacks.append(monitor)
     history: History = train(model, digits(), epochs=epochs, lr=lr, seed=seed,
-                             callbacks=callbacks, progress=False, **train_kwargs)
+                             callbacks=callbacks, **train_kwargs)
     return {"model": model, "history": history, "change": relative_weight_change(before, model),
             "monitor": monitor}
 
@@ -238,7 +239,7 @@ def seed_runs(activation: str = "relu", init: str = "he_normal", seeds: tuple[in
     if clip is not None and (len(clip) != 2 or clip[0] not in ("norm", "value")):
         raise ValueError(f"clip must be None, ('norm', c) or ('value', c), got {clip!r}")
     results = []
-    for seed in seeds:
+    for seed in progress(seeds, desc=f"{activation}, seeds"):
         clipper = ClipGradients(clip[1], by=clip[0]) if clip is not None else None
         res = train_deep(activation, init=init, depth=depth, epochs=epochs, lr=lr, scale=scale,
                          seed=seed, monitor_every=monitor_every,

@@ -29,6 +29,7 @@ from torch import nn
 from nncourse import activations, init
 from nncourse._validate import check_int
 from nncourse.data import Dataset, load_circles
+from nncourse.env import progress
 from nncourse.models import make_mlp
 from nncourse.plotting import color
 from nncourse.training import History, evaluate, train
@@ -115,8 +116,8 @@ def compare_on_circles(seeds: tuple[int, ...] = (0, 1, 2), epochs: int = 500,
                        lr: float = 0.1) -> dict[str, list[CirclesRun]]:
     """Train with zeros (one seed: it draws nothing), large random and He initialization."""
     return {"zeros": [train_circles("zeros", 0, epochs, lr)],
-            "large": [train_circles("large", s, epochs, lr) for s in seeds],
-            "he": [train_circles("he", s, epochs, lr) for s in seeds]}
+            "large": [train_circles("large", s, epochs, lr) for s in progress(seeds, "large")],
+            "he": [train_circles("he", s, epochs, lr) for s in progress(seeds, "he")]}
 
 
 @torch.no_grad()
@@ -562,7 +563,7 @@ def train_deep(seeds: tuple[int, ...] = (0, 1, 2), depth: int = 10, width: int =
         raise ValueError(f"train_deep: seeds must be a non-empty tuple of ints, got {seeds!r}")
     data = load_digits(seed=0)
     runs = {}
-    for label, (activation, scheme, gain, scale) in DEEP_RUNS.items():
+    for label, (activation, scheme, gain, scale) in progress(DEEP_RUNS.items(), "runs"):
         runs[label] = []
         for seed in seeds:
             model = make_mlp(64, 10, width=width, depth=depth, activation=activation,

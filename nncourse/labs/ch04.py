@@ -26,6 +26,7 @@ from torch import nn
 from nncourse import activations as A
 from nncourse.data import load_digits
 from nncourse.diagnostics import activation_stats
+from nncourse.env import progress
 from nncourse.models import linear_layers, make_mlp
 from nncourse.plotting import color, decade_limits
 from nncourse.training import History, eval_mode, mean_sd, train
@@ -112,7 +113,7 @@ def dying_relu_runs(activations: tuple[str, ...] = ("relu", "leaky_relu", "elu")
     """
     data = load_digits(seed=seed)
     runs = {}
-    for name in _check_names(activations):
+    for name in progress(_check_names(activations), desc="activations"):
         model = make_mlp(64, 10, width=width, depth=depth, activation=name, init="he_normal",
                          seed=seed)
         history = train(model, data, epochs=epochs, lr=lr, optimizer="adam", batch_size=32,
@@ -126,7 +127,7 @@ def dying_relu_runs(activations: tuple[str, ...] = ("relu", "leaky_relu", "elu")
 @lru_cache(maxsize=4)
 def _dying_relu_seeds(activations, lr, seeds, epochs, width, depth):
     per_seed = [dying_relu_runs(activations, lr=lr, epochs=epochs, width=width, depth=depth,
-                                seed=s) for s in seeds]
+                                seed=s) for s in progress(seeds, desc="seeds")]
     return {name: {key: np.array([runs[name][key] for runs in per_seed])
                    for key in ("dead", "negative", "val_acc")}
             for name in per_seed[0]}
@@ -233,7 +234,7 @@ def fixed_budget_runs(activations: tuple[str, ...] = ("sigmoid", "tanh", "relu",
     each with its matched initialization (:func:`matched_init`). Returns ``{name: History}``."""
     data = load_digits(seed=seed)
     runs = {}
-    for name in _check_names(activations):
+    for name in progress(_check_names(activations), desc="activations"):
         model = make_mlp(64, 10, width=width, depth=depth, activation=name,
                          **matched_init(name), seed=seed)
         runs[name] = train(model, data, epochs=epochs, lr=lr, batch_size=64, seed=seed,

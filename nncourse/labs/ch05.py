@@ -26,6 +26,7 @@ from torch import nn
 
 from nncourse._validate import check_choice, check_int
 from nncourse.data import load_breast_cancer, load_digits
+from nncourse.env import progress
 from nncourse.init import init_model_
 from nncourse.models import make_mlp
 from nncourse.normalization import BatchNorm1d, LayerNorm, Standardizer
@@ -68,7 +69,7 @@ def scaling_runs(optimizers: tuple[tuple[str, float], ...] = (("sgd", 0.01), ("a
     sets = {"raw": load_breast_cancer(standardize=False),
             "standardized": load_breast_cancer(standardize=True)}
     runs = {}
-    for opt, lr in optimizers:
+    for opt, lr in progress(optimizers, desc="optimizers"):
         for name, data in sets.items():
             losses, accs = [], []
             for s in seeds:
@@ -251,7 +252,7 @@ def lr_sweep(lrs: tuple[float, ...] = (0.3, 1.0, 3.0, 10.0, 30.0),
     """
     data = load_digits(seed=0)
     runs = {}
-    for placement in placements:
+    for placement in progress(placements, desc="placements"):
         for lr in lrs:
             for s in seeds:
                 model = sigmoid_net(placement, seed=s)
@@ -358,7 +359,7 @@ def momentum_runs(momenta: tuple[float, ...] = (0.1, 0.01), epochs: tuple[int, .
                     pred = twin(data.X_val).argmax(1)
                 r["batch_stats"].append((pred == data.y_val).float().mean().item())
 
-    for m in momenta:
+    for m in progress(momenta, desc="momenta"):
         for s in seeds:
             model = make_mlp(64, 10, width=64, depth=2, batch_norm=True, seed=s)
             for layer in model.modules():

@@ -29,6 +29,7 @@ from nncourse import optimizers as O
 from nncourse import surfaces as S
 from nncourse._validate import check_choice, check_int, check_number
 from nncourse.data import load_digits
+from nncourse.env import progress
 from nncourse.models import make_mlp
 from nncourse.plotting import color
 from nncourse.training import mean_sd, train
@@ -380,7 +381,7 @@ DIGITS_SETTINGS: dict[str, tuple[type, dict]] = {
 def _digits_runs(seeds: tuple[int, ...], epochs: int, width: int, depth: int):
     data = load_digits(seed=0)  # one split; the seed changes the initial weights and batches
     out = {}
-    for name, (cls, kwargs) in DIGITS_SETTINGS.items():
+    for name, (cls, kwargs) in progress(DIGITS_SETTINGS.items(), desc="optimizers"):
         loss, acc = [], []
         for seed in seeds:
             model = make_mlp(64, 10, width=width, depth=depth, seed=seed)

@@ -130,7 +130,7 @@ def run(name: str = "constant", lr: float = 0.1, seed: int = 0, n_train: int | N
     scheduler = (lambda o: make_scheduler(name, o, T)) if name != "constant" else None
     return train(model, data, epochs=epochs, optimizer=opt, batch_size=RECIPE["batch_size"],
                  scheduler=scheduler, scheduler_interval="step", callbacks=[StepLog()],
-                 seed=seed, progress=False)
+                 seed=seed)
 
 
 def runs_over_seeds(name: str, lr: float, seeds=SEEDS, **kw) -> list[History]:
@@ -264,7 +264,7 @@ def _warmup_run(lr, warmup_steps, seed, beta2, epochs, batch_size, width, depth)
                                       total_iters=W - 1)) if W > 1 else None
     return train(model, data, epochs=epochs, optimizer=opt, batch_size=batch_size,
                  scheduler=scheduler, scheduler_interval="step", callbacks=[StepLog()],
-                 seed=seed, progress=False)
+                 seed=seed)
 
 
 def warmup_runs(lr: float = 0.03, warmup_steps: int = 200, seeds=SEEDS, beta2: float = 0.99,

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from nncourse.data import Dataset, load_digits, load_moons
+from nncourse.env import progress
 from nncourse.models import make_mlp
 from nncourse.plotting import color
 from nncourse.regularization import (
@@ -163,7 +164,7 @@ def _fit(n_train, width, depth, l2, l1, l1_proximal, dropout, max_norm, patience
         torch.manual_seed(seed)
         history = train(model, data, epochs=epochs, lr=RECIPE["lr"], momentum=momentum,
                         clip_norm=RECIPE["clip_norm"], batch_size=None, callbacks=callbacks,
-                        seed=seed, progress=False, evaluate_val=False)
+                        seed=seed, evaluate_val=False)
     extra = {}
     if stopper:
         extra = {"best_epoch": stopper.best_epoch, "stopped_epoch": stopper.stopped_epoch}
@@ -179,7 +180,7 @@ SEEDS = (0, 1, 2, 3, 4)
 
 def fit_seeds(name: str = "baseline", seeds: tuple = SEEDS, **settings) -> list[Run]:
     """:func:`fit` once per seed (cached): the runs of one setting, for a mean and a spread."""
-    return [fit(name, seed=s, **settings) for s in seeds]
+    return [fit(name, seed=s, **settings) for s in progress(seeds, desc=f"{name}, seeds")]
 
 
 def seed_table(groups, test: bool = False) -> str:
@@ -393,7 +394,7 @@ def grid_runs(epochs: int = RECIPE["epochs"], l2_grid: tuple = L2_GRID,
     """What the widget shows for every (L2 strength, dropout rate) pair, computed once:
     ``{(l2, p): {"probs", "boundary", "train_loss", "val_loss", "train_acc", "val_acc"}}``."""
     out = {}
-    for l2 in l2_grid:
+    for l2 in progress(l2_grid, desc="L2 grid"):
         for p in dropout_grid:
             r = fit(l2=l2, dropout=p, epochs=epochs)
             h = r.history

@@ -33,6 +33,7 @@ from torch import nn
 from nncourse import transfer
 from nncourse._validate import check_choice, check_int
 from nncourse.data import load_digits
+from nncourse.env import progress
 from nncourse.models import make_mlp
 from nncourse.plotting import color
 from nncourse.training import accuracy, mean_sd, train
@@ -167,7 +168,7 @@ def fit_target(n: int, k: int, mode: str, seed: int, kind: str = "supervised",
 
 def runs(n: int, k: int, mode: str, kind: str = "supervised", seeds: tuple = SEEDS) -> np.ndarray:
     """The held-out accuracies of one setting, one per seed."""
-    return np.array([fit_target(n, k, mode, s, kind) for s in seeds])
+    return np.array([fit_target(n, k, mode, s, kind) for s in progress(seeds, desc="seeds")])
 
 
 def _label(k: int, mode: str) -> str:
@@ -191,7 +192,8 @@ CONFIGS = ((0, "scratch"),) + tuple((k, m) for m in MODES[1:] for k in range(1, 
 def grid(n_labels: tuple = N_LABELS, seeds: tuple = SEEDS) -> dict:
     """``{(n, k, mode): accuracies over seeds}`` for every n and every (k, mode) of
     :data:`CONFIGS`, computed once."""
-    return {(n, k, m): runs(n, k, m, seeds=seeds) for n in n_labels for k, m in CONFIGS}
+    return {(n, k, m): runs(n, k, m, seeds=seeds)
+            for n in progress(n_labels, desc="label counts") for k, m in CONFIGS}
 
 
 def grid_table(g: dict) -> str:
@@ -274,7 +276,7 @@ def freeze_first(n: int = 20, seeds: tuple = SEEDS, steps: int = 30, lr: float =
     """
     s = digits_split()
     out = {way: {"grad": [], "drift": [], "acc": []} for way in WAYS}
-    for seed in seeds:
+    for seed in progress(seeds, desc="seeds"):
         X, y = target_data(n, seed)
         for way, res in out.items():
             model = target_model(len(WIDTHS), seed)
@@ -344,7 +346,7 @@ def coadaptation(seeds: tuple = SEEDS, steps: int = 60) -> dict:
     X, y = _half_data("B")
     Xe, ye = _half_data("B", "eval")
     out = {("baseB", 0): np.array([accuracy(_half_net("B", s, steps), Xe, ye) for s in seeds])}
-    for k in range(1, len(DEEP) + 1):
+    for k in progress(range(1, len(DEEP) + 1), desc="blocks"):
         for name in ("BnB", "AnB", "AnB+"):
             accs = []
             for s in seeds:

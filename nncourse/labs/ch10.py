@@ -27,6 +27,7 @@ from torch import nn
 from nncourse import pruning as P
 from nncourse import training
 from nncourse.data import Dataset, load_digits
+from nncourse.env import progress
 from nncourse.models import linear_layers, make_mlp
 from nncourse.plotting import color
 from nncourse.training import accuracy, train
@@ -64,7 +65,7 @@ _FINETUNE = {"optimizer": "adam", "lr": 3e-3}
 def _baseline(seed: int):
     data = load_digits(seed=seed)
     model = make_mlp(64, 10, width=256, depth=2, init="he_normal", seed=seed)
-    history = train(model, data, epochs=30, optimizer="adam", lr=1e-3, seed=seed, progress=False)
+    history = train(model, data, epochs=30, optimizer="adam", lr=1e-3, seed=seed)
     return data, model.state_dict(), history
 
 
@@ -112,7 +113,7 @@ def criteria_curves(model: nn.Sequential, data: Dataset, fractions=NEURON_FRACTI
 @lru_cache(maxsize=4)
 def _criteria_seeds(fractions: tuple, compensate: bool, seeds: tuple) -> dict:
     out = {}
-    for seed in seeds:
+    for seed in progress(seeds, desc="seeds"):
         model, data, _ = trained_baseline(seed)
         for method, accs in criteria_curves(model, data, fractions, compensate).items():
             out.setdefault(method, []).append(accs)
@@ -140,7 +141,7 @@ def mean_sd(runs) -> tuple[np.ndarray, np.ndarray]:
 @lru_cache(maxsize=8)
 def _oneshot_seeds(scope: str, sparsities: tuple, seeds: tuple, noise_std: float) -> np.ndarray:
     rows = []
-    for seed in seeds:
+    for seed in progress(seeds, desc="seeds"):
         model, data, _ = trained_baseline(seed)
         X = noisy_digits(data.X_val, noise_std) if noise_std else data.X_val
         rows.append(oneshot_curve(model, X, data.y_val, sparsities, scope))
@@ -177,7 +178,7 @@ def finetune_seeds(sparsities=FINETUNE_SPARSITIES, seeds=SEEDS, epochs: int = 10
     With ``noise_std`` the same models are scored on the noisy validation digits.
     """
     out = {}
-    for seed in seeds:
+    for seed in progress(seeds, desc="seeds"):
         _, data, _ = trained_baseline(seed)
         X = noisy_digits(data.X_val, noise_std) if noise_std else data.X_val
         for method, models in finetuned(seed, sparsities, epochs, steps).items():

@@ -1,5 +1,6 @@
 """The Colab first cell (nncourse/course/colab.py) on small in-memory notebooks, and under nbval."""
 
+import ast
 import os
 import subprocess
 import sys
@@ -183,3 +184,46 @@ def test_notebooks_have_the_current_colab_cell():
     assert not missing, f"notebooks without the Colab cell: {missing} ({fix})"
     stale = [k for k, nb in notebooks.items() if colab.add_colab_cell(nb)]
     assert not stale, f"stale or misplaced Colab cell in {stale} ({fix})"
+
+
+def test_execute_leaves_the_cell_unexecuted(tmp_path):
+    """`python -m nncourse execute` (and bench, check, portability: all through nbs.execute)
+    runs every cell but the Colab one, which stays as the notebook rules want it."""
+    from nncourse.__main__ import main
+
+    nb = small_notebook()
+    nb.cells[1].source = "print('setup')"
+    colab.add_colab_cell(nb)
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, path)
+    assert main(["execute", str(path)]) == 0
+    out = nbformat.read(path, 4)
+    assert colab.add_colab_cell(out) is False  # still current: no output, no execution count
+    cell = next(c for c in out.cells if colab.is_colab_cell(c))
+    assert cell.outputs == [] and cell.execution_count is None
+    code = [c for c in out.cells if c.cell_type == "code" and not colab.is_colab_cell(c)]
+    assert [c.execution_count for c in code] == [1, 2]
+    assert [o.text for c in code for o in c.outputs] == ["setup\n", "1\n"]
+
+
+def test_the_grader_does_not_run_the_cell():
+    from nncourse.course.grading import rebuild
+
+    master = small_notebook()
+    colab.add_colab_cell(master)
+    rebuilt = rebuild.rebuild(master, [])
+    assert not any(colab.is_colab_cell(c) for c in rebuilt.notebook.cells)
+    assert any("nncourse.setup()" in c.source for c in rebuilt.notebook.cells)
+
+
+def test_the_grader_reads_no_instructor_code_from_the_cell():
+    """Its imports (sys, subprocess, google.colab) are not the instructor's setup: the static
+    flags and the withholding never see them."""
+    from nncourse.course.grading import rebuild
+
+    master = small_notebook()
+    colab.add_colab_cell(master)
+    imported = {a.name for tree in rebuild.instructor_trees(master) for node in ast.walk(tree)
+                if isinstance(node, (ast.Import, ast.ImportFrom))
+                for a in node.names}
+    assert imported == {"nncourse"}

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import nbformat
 
 from nncourse.course import notebooks as nbs
+from nncourse.course.colab import is_colab_cell
 from nncourse.course.release import stub_source
 
 __all__ = ["SubmissionError", "Answer", "load_submission", "Rebuilt", "rebuild", "static_flags",
@@ -92,9 +93,10 @@ class Rebuilt:
 
 
 def instructor_trees(master):
-    """Parsed source of the master's instructor code cells (setup, imports)."""
+    """Parsed source of the master's instructor code cells (setup, imports; not Colab's cell,
+    which the grader never runs)."""
     for cell in master.cells:
-        if cell.cell_type == "code" and nbs.role(cell) is None:
+        if cell.cell_type == "code" and nbs.role(cell) is None and not is_colab_cell(cell):
             try:
                 yield ast.parse(cell.source)
             except SyntaxError:
@@ -301,6 +303,8 @@ def rebuild(master, cells: list[dict], skip: dict[str, str] | None = None) -> Re
     new_cells, it = [], iter(answers)
     names_of: dict[str, list[str]] = {}
     for cell in nb.cells:
+        if is_colab_cell(cell):
+            continue  # Google Colab's install cell: it does nothing outside Colab
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
             cell.metadata.pop("execution", None)

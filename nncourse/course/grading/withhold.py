@@ -68,11 +68,12 @@ def _master_functions(master) -> dict:
     from IPython.core.inputtransformer2 import TransformerManager
 
     from nncourse.course import notebooks as nbs
+    from nncourse.course.colab import is_colab_cell
 
     ns: dict = {}
     for cell in master.cells:
         role = nbs.role(cell)
-        if cell.cell_type != "code" or role not in (None, nbs.ANSWER):
+        if cell.cell_type != "code" or role not in (None, nbs.ANSWER) or is_colab_cell(cell):
             continue
         try:
             tree = ast.parse(TransformerManager().transform_cell(cell.source))
