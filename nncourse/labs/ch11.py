@@ -24,12 +24,14 @@ from nncourse.search import (
     fit,
     grid_search,
     log_grid,
+    lr_name,
     random_search,
 )
 
 __all__ = ["LR_WD_SPACE", "grid_vs_random", "plot_grid_vs_random", "top_trials_summary",
-           "hit_rates", "pruning_summary", "importance_summary", "run_workers", "trials_by_worker",
-           "plot_intermediate", "plot_worker_timeline"]
+           "hit_rates", "pruning_summary", "COMMON_PARAMS", "main_optimizer",
+           "fanova_importances", "importance_scope", "plot_importances", "run_workers",
+           "trials_by_worker", "plot_intermediate", "plot_worker_timeline"]
 
 #: Two hyperparameters of the default network, one that matters and one that barely does.
 LR_WD_SPACE: dict[str, BaseDistribution] = {
@@ -126,7 +128,7 @@ def top_trials_summary(study: optuna.Study, k: int = 5, worst: int = 3, chance: 
         n = values.count(common)
         lines.append(f"  {name:10s} {common} in {n} of {k}" if n > k // 2 else
                      f"  {name:10s} mixed: {', '.join(sorted(set(map(str, values))))}")
-    lrs = [t.params["lr"] for t in top]
+    lrs = [t.params[lr_name(t.params["optimizer"], t.params)] for t in top]  # lr_adam... or lr
     lo, hi = math.floor(math.log10(min(lrs))), math.ceil(math.log10(max(lrs)))
     lines.append(f"  {'lr':10s} all between 1e{lo} and 1e{hi}")
     at_chance = sum(t.value < 2 * chance for t in bottom)
@@ -187,25 +189,75 @@ def _fraction(x: float) -> str:
     return next((name for v, name in names.items() if math.isclose(x, v)), f"{x:.0%}")
 
 
-def importance_summary(importances: dict, leader_at_least: float = 0.5,
-                       others_below: float = 0.2) -> str:
-    """The clear leader of ``importances`` (``{name: value}``, largest first) and bounds it meets.
+#: The parameters every trial of :data:`nncourse.search.SEARCH_SPACE` has (``units_0`` is the
+#: first layer's width); the others (``units_1``, ``units_2``, ``lr_<optimizer>``) are conditional.
+COMMON_PARAMS = ("n_layers", "units_0", "activation", "dropout", "optimizer")
 
-    fANOVA fits a random forest to the trials TPE proposed, so the small importances swap places
-    from one floating-point path to another; the leader and the gap to the rest do not.
+
+def _complete(study: optuna.Study) -> list:
+    return [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+
+
+def main_optimizer(study: optuna.Study) -> tuple[str, int]:
+    """The optimizer most complete trials of ``study`` used, and how many (ties: the first seen)."""
+    names = [t.params["optimizer"] for t in _complete(study)]
+    if not names:
+        raise ValueError("the study has no complete trials")
+    name = max(dict.fromkeys(names), key=names.count)
+    return name, names.count(name)
+
+
+def fanova_importances(study: optuna.Study, seed: int = 0) -> tuple[dict, dict, str]:
+    """fANOVA importances of ``study`` two ways: ``(across, within, optimizer)``.
+
+    ``across``: Optuna's default for ``params=None`` -- only the parameters *every* complete trial
+    has (:data:`COMMON_PARAMS`); conditional parameters such as ``lr_adam`` are left out, because
+    a random forest needs a value of each input for every trial.
+    ``within``: the same, restricted (``params=[..., "lr_<optimizer>"]``, which keeps only the
+    trials that have all of them) to the trials of the optimizer used most (:func:`main_optimizer`),
+    so that its learning rate is ranked against the rest. Both are seeded (the forest is random).
     """
-    if not importances:
-        raise ValueError("no importances: the study needs complete trials")
-    ranked = sorted(importances.items(), key=lambda kv: kv[1], reverse=True)
-    (leader, top), rest = ranked[0], ranked[1:]
-    second = rest[0][1] if rest else 0.0
-    lines = [f"most important: {leader}",
-             f"  {leader} explains at least {leader_at_least:.1f} of the variation: "
-             f"{top >= leader_at_least}",
-             f"  each of the other {len(rest)} explains less than {others_below:.1f}: "
-             f"{all(v < others_below for _, v in rest)}",
-             f"  {leader} explains at least twice as much as the runner-up: {top >= 2 * second}"]
-    return "\n".join(lines)
+    optimizer, _ = main_optimizer(study)
+    get = optuna.importance.get_param_importances
+    across = get(study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=seed))
+    params = [p for p in COMMON_PARAMS if p != "optimizer"] + [f"lr_{optimizer}"]
+    within = get(study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=seed),
+                 params=params)
+    return dict(across), dict(within), optimizer
+
+
+def importance_scope(study: optuna.Study, across: dict) -> str:
+    """Which parameters ``across`` (fANOVA with ``params=None``) ranked and which it left out.
+
+    Unlike the importances themselves, this does not depend on the path TPE took: the random
+    start-up trials already use every optimizer and every number of layers.
+    """
+    seen = sorted({p for t in _complete(study) for p in t.params})
+    left = [p for p in seen if p not in across]
+    lrs = [p for p in left if p.startswith("lr_")]
+    rest = [p for p in left if not p.startswith("lr_")]
+    ranked = sum(p.startswith("lr_") for p in across)
+    return "\n".join([f"ranked by fANOVA (params=None): {', '.join(sorted(across))}",
+                      f"left out, not in every trial: {', '.join(lrs + rest)}",
+                      f"learning rates ranked: {ranked} of {ranked + len(lrs)}"])
+
+
+def plot_importances(across: dict, within: dict, optimizer: str, n_trials: int):
+    """Two bar charts: fANOVA importances over every trial (the parameters all trials share), and
+    within the ``n_trials`` trials of ``optimizer``, where its learning rate can be ranked."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.2), layout="constrained")
+    for ax, values, title in ((axes[0], across, "all trials: parameters every trial has"),
+                              (axes[1], within, f"the {n_trials} trials with {optimizer}")):
+        names = sorted(values, key=values.get)
+        ax.barh(names, [values[n] for n in names],
+                color=["#d62728" if n.startswith("lr") else "#1f77b4" for n in names])
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("fANOVA importance (sums to 1)")
+        ax.set_title(title)
+    fig.suptitle("Hyperparameter importances of the TPE study (red: a learning rate)")
+    return fig
 
 
 def run_workers(n_workers: int = 2, n_trials: int = 4, epochs: int = 5,
