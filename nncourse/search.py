@@ -182,11 +182,11 @@ def _check_space(space: Mapping) -> None:
                             f"(FloatDistribution, IntDistribution, CategoricalDistribution), "
                             f"got {type(dist).__name__}")
     optimizers = getattr(space["optimizer"], "choices", ())
-    no_lr = [f"lr_{o}" for o in optimizers if lr_name(o, space) not in space]
+    no_lr = [str(o) for o in optimizers if lr_name(o, space) not in space]
     if no_lr:
-        raise ValueError(f"search space is missing a learning rate for "
-                         f"{', '.join(map(str, optimizers))}: give {', '.join(no_lr)} (one range "
-                         f"per optimizer) or one shared lr")
+        raise ValueError(f"search space is missing a learning rate for {', '.join(no_lr)}: give "
+                         f"{', '.join('lr_' + o for o in no_lr)} (one range per optimizer) or "
+                         "one shared lr")
 
 
 def draw_config(draw: Callable[[str, BaseDistribution], object],
