@@ -113,9 +113,11 @@ def top_trials_summary(study: optuna.Study, k: int = 5, worst: int = 3, chance: 
 
     Which configurations TPE proposes depends on every earlier score, down to the last bit of the
     floating-point path, so the exact list of trials is not something to rely on; what the best
-    trials agree on is. For each categorical setting (number of layers, activation, optimizer)
-    the most common value and in how many of the ``k`` it appears; the range of learning rates as
-    powers of 10; the best scores to 2 digits; and whether the worst trials sit at ``chance``.
+    trials agree on is. For each categorical setting (number of layers, optimizer) the value most
+    of the ``k`` share, if one does (an exact count such as 5 or 4 of 5 flips with the path); the
+    learning rates of the trials with the most common optimizer, as powers of 10 (each optimizer
+    has its own range, so they are compared within one); the best scores to 2 digits; and whether
+    the worst trials sit at ``chance``.
     """
     trials = _finished(study)
     if len(trials) < k + worst:
@@ -127,11 +129,14 @@ def top_trials_summary(study: optuna.Study, k: int = 5, worst: int = 3, chance: 
         values = [t.params[name] for t in top]
         common = max(dict.fromkeys(values), key=values.count)  # ties: the first seen
         n = values.count(common)
-        lines.append(f"  {name:10s} {common} in {n} of {k}" if n > k // 2 else
+        lines.append(f"  {name:10s} {common} in most of the {k}" if n > k // 2 else
                      f"  {name:10s} mixed: {', '.join(sorted(set(map(str, values))))}")
-    lrs = [t.params[lr_name(t.params["optimizer"], t.params)] for t in top]  # lr_adam... or lr
+    names = [t.params["optimizer"] for t in top]
+    optimizer = max(dict.fromkeys(names), key=names.count)
+    lrs = [t.params[lr_name(optimizer, t.params)] for t in top
+           if t.params["optimizer"] == optimizer]
     lo, hi = math.floor(math.log10(min(lrs))), math.ceil(math.log10(max(lrs)))
-    lines.append(f"  {'lr':10s} all between 1e{lo} and 1e{hi}")
+    lines.append(f"  {'lr':10s} of the {optimizer} trials: between 1e{lo} and 1e{hi}")
     at_chance = sum(t.value < 2 * chance for t in bottom)
     lines.append(f"the {worst} worst trials: {at_chance} of {worst} below {2 * chance:.1f} "
                  f"(chance is {chance:.1f})")
@@ -139,18 +144,21 @@ def top_trials_summary(study: optuna.Study, k: int = 5, worst: int = 3, chance: 
 
 
 def hit_rates(study: optuna.Study, threshold: float = 0.9, startup: int = 10) -> str:
-    """How many of the random start-up trials, and what share of the later (TPE) trials, scored
-    above ``threshold``. The start-up configurations do not depend on any score; the later ones
-    do, so their count is printed as "more/fewer than half"."""
+    """Whether more than half of the random start-up trials, and of the later (TPE) trials,
+    scored above ``threshold``. Printed as "more / not more than half" rather than as counts:
+    scores near the threshold cross it on another floating-point path (0.886 and 0.892 of the
+    start-up trials did), and the later configurations depend on every earlier score."""
     scores = [t.value for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if len(scores) <= startup:
         raise ValueError(f"need more than {startup} complete trials, got {len(scores)}")
     first, rest = scores[:startup], scores[startup:]
-    hits = sum(v > threshold for v in rest)
-    return (f"trials 0-{startup - 1} (random start-up): {sum(v > threshold for v in first)} of "
-            f"{startup} above {threshold}\n"
-            f"trials {startup}-{len(scores) - 1} (TPE proposals):   "
-            f"{'more' if hits > len(rest) / 2 else 'not more'} than half of {len(rest)} above "
+
+    def share(values):
+        hits = sum(v > threshold for v in values)
+        return f"{'more' if hits > len(values) / 2 else 'not more'} than half of {len(values)}"
+
+    return (f"trials 0-{startup - 1} (random start-up): {share(first)} above {threshold}\n"
+            f"trials {startup}-{len(scores) - 1} (TPE proposals):   {share(rest)} above "
             f"{threshold}")
 
 
