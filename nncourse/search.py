@@ -4,10 +4,13 @@ A *configuration* is a plain dict that :func:`fit` turns into a trained MLP::
 
     {"units": [64, 32], "activation": "relu", "dropout": 0.2, "optimizer": "adam", "lr": 1e-3}
 
-(``len(units)`` is the number of hidden layers). The search space :data:`SEARCH_SPACE` is the one
-the Keras-Tuner articles use -- number of layers, units per layer, activation, dropout, optimizer,
-learning rate on a log scale -- written with Optuna's own distribution classes, so one description
-serves both searches:
+(``len(units)`` is the number of hidden layers). The search space :data:`SEARCH_SPACE` is
+modelled on the Keras-Tuner articles' -- number of layers, units per layer, activation, dropout --
+plus what they leave out, the optimizer and its learning rate on a log scale. The learning rate's
+range depends on the optimizer (:data:`LR_RANGES`; one parameter ``lr_adam``, ``lr_sgd``... per
+optimizer), because good learning rates of SGD, Adam and Adadelta lie decades apart: with one
+shared range, an optimizer would look bad only because most of that range is wrong for it. It is
+written with Optuna's own distribution classes, so one description serves both searches:
 
 * :func:`suggest_config` asks an Optuna ``trial`` for each value (``trial.suggest_int`` ...), so
   Optuna's samplers (TPE, random, grid) and pruners drive the search;
@@ -49,20 +52,36 @@ from nncourse.env import progress
 from nncourse.models import make_mlp
 from nncourse.training import Callback, History, train
 
-__all__ = ["SEARCH_SPACE", "DEFAULT_CONFIG", "quiet", "optuna_style", "suggest", "sample",
-           "draw_config", "suggest_config", "sample_config", "config_from_params", "describe",
-           "fit", "PruningCallback", "make_objective", "epochs_used", "random_search",
-           "grid_search", "SearchResult", "log_grid", "create_study", "load_study",
-           "open_storage", "create_or_load_study", "TuneError"]
+__all__ = ["SEARCH_SPACE", "LR_RANGES", "DEFAULT_CONFIG", "quiet", "optuna_style", "suggest",
+           "sample", "lr_name", "draw_config", "suggest_config", "sample_config",
+           "config_from_params", "describe", "fit", "PruningCallback", "make_objective",
+           "epochs_used", "random_search", "grid_search", "SearchResult", "log_grid",
+           "create_study", "load_study", "open_storage", "create_or_load_study", "TuneError"]
 
-#: The articles' search space. ``units`` is drawn once *per hidden layer* (``units_0``, ...).
+#: The learning-rate range of each optimizer, ``(low, high)``, drawn log-uniformly. All span the
+#: same three decades, so no optimizer gets a larger share of bad values than another, centred on
+#: where each is usually run:
+#:
+#: * Adam, NAdam and RMSprop divide the gradient by its running RMS, so a step moves each weight by
+#:   about ``lr`` whatever the gradient's scale: 1e-4 to 0.1, around the usual 1e-3;
+#: * Adadelta's ``lr`` multiplies a step that is already in the units of the weights (Zeiler's
+#:   original method has no learning rate, i.e. 1.0, torch's default): 0.01 to 10, around 1;
+#: * plain SGD (no momentum here) moves by ``lr`` times the gradient, so its learning rate has to
+#:   make up for small gradients: 1e-3 to 1, around the usual 0.01-0.1.
+LR_RANGES: dict[str, tuple[float, float]] = {
+    "rmsprop": (1e-4, 1e-1), "adam": (1e-4, 1e-1), "sgd": (1e-3, 1.0), "nadam": (1e-4, 1e-1),
+    "adadelta": (1e-2, 10.0)}
+
+#: The chapter's search space. ``units`` is drawn once *per hidden layer* (``units_0``, ...) and
+#: the learning rate once, from the range of the optimizer just drawn (``lr_adam``, ...).
 SEARCH_SPACE: dict[str, BaseDistribution] = {
     "n_layers": IntDistribution(1, 3),
     "units": IntDistribution(8, 128, log=True),
     "activation": CategoricalDistribution(("relu", "tanh", "sigmoid")),
     "dropout": FloatDistribution(0.1, 0.6),
-    "optimizer": CategoricalDistribution(("rmsprop", "adam", "sgd", "nadam", "adadelta")),
-    "lr": FloatDistribution(1e-4, 1.0, log=True),
+    "optimizer": CategoricalDistribution(tuple(LR_RANGES)),
+    **{f"lr_{name}": FloatDistribution(low, high, log=True)
+       for name, (low, high) in LR_RANGES.items()},
 }
 
 #: What one writes before tuning anything: two hidden layers of 32 ReLUs, dropout 0.2 and Adam with
@@ -136,16 +155,39 @@ def sample(dist: BaseDistribution, rng: np.random.Generator):
     raise TypeError(f"unsupported distribution: {dist!r}")
 
 
+_SPACE_KEYS = ("n_layers", "units", "activation", "dropout", "optimizer")
+
+
+def lr_name(optimizer: str, space: Mapping[str, BaseDistribution] = SEARCH_SPACE) -> str:
+    """The name of the learning-rate parameter for ``optimizer`` in ``space``.
+
+    ``lr_<optimizer>`` (e.g. ``lr_adam``) when the space gives that optimizer its own range, as
+    :data:`SEARCH_SPACE` does; ``lr`` when the space has one range shared by every optimizer.
+    """
+    own = f"lr_{optimizer}"
+    return own if own in space else "lr"
+
+
 def _check_space(space: Mapping) -> None:
-    missing = [k for k in SEARCH_SPACE if k not in space]
+    if not isinstance(space, Mapping):
+        raise TypeError(f"search space must be a dict of optuna distributions, got "
+                        f"{type(space).__name__}")
+    missing = [k for k in _SPACE_KEYS if k not in space]
     if missing:
         raise ValueError(f"search space is missing {', '.join(missing)}; it needs the keys "
-                         f"{', '.join(SEARCH_SPACE)}")
+                         f"{', '.join(_SPACE_KEYS)} and a learning rate (lr_<optimizer> for "
+                         f"each optimizer, or one shared lr)")
     for name, dist in space.items():
         if not isinstance(dist, BaseDistribution):
             raise TypeError(f"search space entry {name!r} must be an optuna distribution "
                             f"(FloatDistribution, IntDistribution, CategoricalDistribution), "
                             f"got {type(dist).__name__}")
+    optimizers = getattr(space["optimizer"], "choices", ())
+    no_lr = [str(o) for o in optimizers if lr_name(o, space) not in space]
+    if no_lr:
+        raise ValueError(f"search space is missing a learning rate for {', '.join(no_lr)}: give "
+                         f"{', '.join('lr_' + o for o in no_lr)} (one range per optimizer) or "
+                         "one shared lr")
 
 
 def draw_config(draw: Callable[[str, BaseDistribution], object],
@@ -153,15 +195,19 @@ def draw_config(draw: Callable[[str, BaseDistribution], object],
     """Build a configuration by calling ``draw(name, distribution)`` for each hyperparameter.
 
     The space is *conditional* (define-by-run): the number of layers is drawn first, then one
-    ``units_i`` per layer, so a 1-layer network has no ``units_1``.
+    ``units_i`` per layer, so a 1-layer network has no ``units_1``; the optimizer is drawn before
+    its learning rate, ``lr_<optimizer>`` from that optimizer's range (:func:`lr_name`), so a
+    trial with Adam has an ``lr_adam`` and no ``lr_sgd``.
     """
     _check_space(space)
     n_layers = draw("n_layers", space["n_layers"])
-    return {"units": [draw(f"units_{i}", space["units"]) for i in range(n_layers)],
-            "activation": draw("activation", space["activation"]),
-            "dropout": draw("dropout", space["dropout"]),
-            "optimizer": draw("optimizer", space["optimizer"]),
-            "lr": draw("lr", space["lr"])}
+    config = {"units": [draw(f"units_{i}", space["units"]) for i in range(n_layers)],
+              "activation": draw("activation", space["activation"]),
+              "dropout": draw("dropout", space["dropout"]),
+              "optimizer": draw("optimizer", space["optimizer"])}
+    name = lr_name(config["optimizer"], space)
+    config["lr"] = draw(name, space[name])
+    return config
 
 
 def suggest_config(trial: optuna.Trial, space: Mapping = SEARCH_SPACE) -> dict:
@@ -175,11 +221,17 @@ def sample_config(rng: np.random.Generator, space: Mapping = SEARCH_SPACE) -> di
 
 
 def config_from_params(params: Mapping) -> dict:
-    """Turn Optuna's flat ``trial.params`` (``n_layers``, ``units_0``...) back into a config."""
+    """Turn Optuna's flat ``trial.params`` (``n_layers``, ``units_0``, ``lr_adam``...) back into a
+    config (``lr`` is read from ``lr_<optimizer>``, or from a shared ``lr``)."""
     try:
         n = int(params["n_layers"])
-        return {"units": [int(params[f"units_{i}"]) for i in range(n)],
-                **{k: params[k] for k in _CONFIG_KEYS[1:]}}
+        config = {"units": [int(params[f"units_{i}"]) for i in range(n)],
+                  **{k: params[k] for k in ("activation", "dropout", "optimizer")}}
+        name = lr_name(config["optimizer"], params)
+        if name not in params:
+            raise KeyError(f"lr_{config['optimizer']}")
+        config["lr"] = params[name]
+        return config
     except KeyError as err:
         raise ValueError(f"params lack {err.args[0]!r}; expected the parameters that "
                          f"suggest_config records, got {sorted(params)}") from None

@@ -48,18 +48,43 @@ def test_sample_int_and_categorical_cover_their_range_evenly():
 
 def test_suggest_config_records_the_search_space_and_round_trips():
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    for _ in range(8):
+    seen = set()
+    for _ in range(40):
         trial = study.ask()
         config = search.suggest_config(trial)
-        n = len(config["units"])
+        n, opt = len(config["units"]), config["optimizer"]
         assert 1 <= n <= 3
-        expected = {"n_layers", "activation", "dropout", "optimizer", "lr"} | {
+        # the learning rate is conditional on the optimizer: one parameter per optimizer
+        expected = {"n_layers", "activation", "dropout", "optimizer", f"lr_{opt}"} | {
             f"units_{i}" for i in range(n)}
         assert set(trial.distributions) == expected
-        assert trial.distributions["lr"] == search.SEARCH_SPACE["lr"]
+        low, high = search.LR_RANGES[opt]
+        assert trial.distributions[f"lr_{opt}"] == FloatDistribution(low, high, log=True)
+        assert low <= config["lr"] <= high and config["lr"] == trial.params[f"lr_{opt}"]
         assert trial.distributions["units_0"] == search.SEARCH_SPACE["units"]
         assert search.config_from_params(trial.params) == config
+        seen.add(opt)
         study.tell(trial, 0.0)
+    assert seen == set(search.LR_RANGES) == set(search.SEARCH_SPACE["optimizer"].choices)
+
+
+def test_lr_ranges_span_three_decades_around_each_optimizers_usual_rate():
+    for name, (low, high) in search.LR_RANGES.items():
+        assert math.log10(high / low) == pytest.approx(3), name
+    assert search.LR_RANGES["adam"][0] <= 1e-3 <= search.LR_RANGES["adam"][1]
+    assert search.LR_RANGES["adadelta"][0] <= 1.0 <= search.LR_RANGES["adadelta"][1]
+    assert search.LR_RANGES["sgd"][0] <= 0.1 <= search.LR_RANGES["sgd"][1]
+
+
+def test_a_space_may_share_one_learning_rate_range():
+    shared = {k: v for k, v in search.SEARCH_SPACE.items() if not k.startswith("lr_")}
+    shared["lr"] = FloatDistribution(1e-4, 1.0, log=True)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    trial = study.ask()
+    config = search.suggest_config(trial, shared)
+    assert "lr" in trial.params and not any(k.startswith("lr_") for k in trial.params)
+    assert search.config_from_params(trial.params) == config
+    assert search.lr_name("adam") == "lr_adam" and search.lr_name("adam", shared) == "lr"
 
 
 def test_sample_config_draws_the_same_structure():
@@ -69,8 +94,17 @@ def test_sample_config_draws_the_same_structure():
     assert all(set(c) == {"units", "activation", "dropout", "optimizer", "lr"} for c in configs)
     assert {c["optimizer"] for c in configs} == set(search.SEARCH_SPACE["optimizer"].choices)
     assert all(8 <= u <= 128 for c in configs for u in c["units"])
-    with pytest.raises(ValueError, match="missing lr"):
-        search.sample_config(rng, {k: v for k, v in search.SEARCH_SPACE.items() if k != "lr"})
+    assert all(search.LR_RANGES[c["optimizer"]][0] <= c["lr"] <= search.LR_RANGES[c["optimizer"]][1]
+               for c in configs)
+    no_sgd_lr = {k: v for k, v in search.SEARCH_SPACE.items() if k != "lr_sgd"}
+    with pytest.raises(ValueError, match="missing a learning rate .* lr_sgd"):
+        search.sample_config(rng, no_sgd_lr)
+    with pytest.raises(ValueError, match="missing dropout"):
+        search.sample_config(rng, {k: v for k, v in search.SEARCH_SPACE.items()
+                                   if k != "dropout"})
+    with pytest.raises(ValueError, match="params lack 'lr_adam'"):
+        search.config_from_params({"n_layers": 1, "units_0": 8, "activation": "relu",
+                                   "dropout": 0.1, "optimizer": "adam"})
 
 
 def test_fit_is_seeded_and_leaves_the_global_rng_alone(tiny):

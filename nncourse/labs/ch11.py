@@ -1,6 +1,7 @@
 """Chapter 11's experiments: grid vs random search on the default network, robust summaries of a
-TPE study (what the best trials share, the pruner's savings, the leading importance: the exact
-trials TPE proposes change with the CPU's floating-point path), and workers sharing a study.
+TPE study (what the best trials share, the pruner's savings: the exact trials TPE proposes change
+with the CPU's floating-point path), fANOVA importances with the search space's conditional
+learning rates, and workers sharing a study.
 
 The search code itself (search space, objective, pruning, random and grid search, studies in a
 database) is in :mod:`nncourse.search`; the worker command is :mod:`nncourse.course.tune`.
@@ -24,12 +25,14 @@ from nncourse.search import (
     fit,
     grid_search,
     log_grid,
+    lr_name,
     random_search,
 )
 
 __all__ = ["LR_WD_SPACE", "grid_vs_random", "plot_grid_vs_random", "top_trials_summary",
-           "hit_rates", "pruning_summary", "importance_summary", "run_workers", "trials_by_worker",
-           "plot_intermediate", "plot_worker_timeline"]
+           "hit_rates", "pruning_summary", "COMMON_PARAMS", "main_optimizer",
+           "fanova_importances", "importance_scope", "plot_importances", "run_workers",
+           "trials_by_worker", "plot_intermediate", "plot_worker_timeline"]
 
 #: Two hyperparameters of the default network, one that matters and one that barely does.
 LR_WD_SPACE: dict[str, BaseDistribution] = {
@@ -110,9 +113,11 @@ def top_trials_summary(study: optuna.Study, k: int = 5, worst: int = 3, chance: 
 
     Which configurations TPE proposes depends on every earlier score, down to the last bit of the
     floating-point path, so the exact list of trials is not something to rely on; what the best
-    trials agree on is. For each categorical setting (number of layers, activation, optimizer)
-    the most common value and in how many of the ``k`` it appears; the range of learning rates as
-    powers of 10; the best scores to 2 digits; and whether the worst trials sit at ``chance``.
+    trials agree on is. For each categorical setting (number of layers, optimizer) the value most
+    of the ``k`` share, if one does (an exact count such as 5 or 4 of 5 flips with the path); the
+    learning rates of the trials with the most common optimizer, as powers of 10 (each optimizer
+    has its own range, so they are compared within one); the best scores to 2 digits; and whether
+    the worst trials sit at ``chance``.
     """
     trials = _finished(study)
     if len(trials) < k + worst:
@@ -124,11 +129,14 @@ def top_trials_summary(study: optuna.Study, k: int = 5, worst: int = 3, chance: 
         values = [t.params[name] for t in top]
         common = max(dict.fromkeys(values), key=values.count)  # ties: the first seen
         n = values.count(common)
-        lines.append(f"  {name:10s} {common} in {n} of {k}" if n > k // 2 else
+        lines.append(f"  {name:10s} {common} in most of the {k}" if n > k // 2 else
                      f"  {name:10s} mixed: {', '.join(sorted(set(map(str, values))))}")
-    lrs = [t.params["lr"] for t in top]
+    names = [t.params["optimizer"] for t in top]
+    optimizer = max(dict.fromkeys(names), key=names.count)
+    lrs = [t.params[lr_name(optimizer, t.params)] for t in top
+           if t.params["optimizer"] == optimizer]
     lo, hi = math.floor(math.log10(min(lrs))), math.ceil(math.log10(max(lrs)))
-    lines.append(f"  {'lr':10s} all between 1e{lo} and 1e{hi}")
+    lines.append(f"  {'lr':10s} of the {optimizer} trials: between 1e{lo} and 1e{hi}")
     at_chance = sum(t.value < 2 * chance for t in bottom)
     lines.append(f"the {worst} worst trials: {at_chance} of {worst} below {2 * chance:.1f} "
                  f"(chance is {chance:.1f})")
@@ -136,18 +144,21 @@ def top_trials_summary(study: optuna.Study, k: int = 5, worst: int = 3, chance: 
 
 
 def hit_rates(study: optuna.Study, threshold: float = 0.9, startup: int = 10) -> str:
-    """How many of the random start-up trials, and what share of the later (TPE) trials, scored
-    above ``threshold``. The start-up configurations do not depend on any score; the later ones
-    do, so their count is printed as "more/fewer than half"."""
+    """Whether more than half of the random start-up trials, and of the later (TPE) trials,
+    scored above ``threshold``. Printed as "more / not more than half" rather than as counts:
+    scores near the threshold cross it on another floating-point path (0.886 and 0.892 of the
+    start-up trials did), and the later configurations depend on every earlier score."""
     scores = [t.value for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if len(scores) <= startup:
         raise ValueError(f"need more than {startup} complete trials, got {len(scores)}")
     first, rest = scores[:startup], scores[startup:]
-    hits = sum(v > threshold for v in rest)
-    return (f"trials 0-{startup - 1} (random start-up): {sum(v > threshold for v in first)} of "
-            f"{startup} above {threshold}\n"
-            f"trials {startup}-{len(scores) - 1} (TPE proposals):   "
-            f"{'more' if hits > len(rest) / 2 else 'not more'} than half of {len(rest)} above "
+
+    def share(values):
+        hits = sum(v > threshold for v in values)
+        return f"{'more' if hits > len(values) / 2 else 'not more'} than half of {len(values)}"
+
+    return (f"trials 0-{startup - 1} (random start-up): {share(first)} above {threshold}\n"
+            f"trials {startup}-{len(scores) - 1} (TPE proposals):   {share(rest)} above "
             f"{threshold}")
 
 
@@ -156,7 +167,8 @@ def pruning_summary(study: optuna.Study, epochs: int, warmup: int = 3,
     """How many trials the pruner stopped and what that saved, as bounds that hold or not.
 
     Exact counts depend on which configurations TPE proposed (a chaotic, path-dependent search):
-    16 of 30 trials pruned on one CPU path, 12 on another. So this prints whether at least
+    with the chapter's space, 8, 7, 16 and 15 of 30 trials were pruned with sampler seeds 0 to 3.
+    So this prints whether at least
     ``pruned_at_least`` of the trials were pruned, whether most of them were stopped at the first
     epoch the pruner may judge (``warmup``), and whether at least ``saved_at_least`` of the
     epochs were saved.
@@ -187,25 +199,75 @@ def _fraction(x: float) -> str:
     return next((name for v, name in names.items() if math.isclose(x, v)), f"{x:.0%}")
 
 
-def importance_summary(importances: dict, leader_at_least: float = 0.5,
-                       others_below: float = 0.2) -> str:
-    """The clear leader of ``importances`` (``{name: value}``, largest first) and bounds it meets.
+#: The parameters every trial of :data:`nncourse.search.SEARCH_SPACE` has (``units_0`` is the
+#: first layer's width); the others (``units_1``, ``units_2``, ``lr_<optimizer>``) are conditional.
+COMMON_PARAMS = ("n_layers", "units_0", "activation", "dropout", "optimizer")
 
-    fANOVA fits a random forest to the trials TPE proposed, so the small importances swap places
-    from one floating-point path to another; the leader and the gap to the rest do not.
+
+def _complete(study: optuna.Study) -> list:
+    return [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+
+
+def main_optimizer(study: optuna.Study) -> tuple[str, int]:
+    """The optimizer most complete trials of ``study`` used, and how many (ties: the first seen)."""
+    names = [t.params["optimizer"] for t in _complete(study)]
+    if not names:
+        raise ValueError("the study has no complete trials")
+    name = max(dict.fromkeys(names), key=names.count)
+    return name, names.count(name)
+
+
+def fanova_importances(study: optuna.Study, seed: int = 0) -> tuple[dict, dict, str]:
+    """fANOVA importances of ``study`` two ways: ``(across, within, optimizer)``.
+
+    ``across``: Optuna's default for ``params=None`` -- only the parameters *every* complete trial
+    has (:data:`COMMON_PARAMS`); conditional parameters such as ``lr_adam`` are left out, because
+    a random forest needs a value of each input for every trial.
+    ``within``: the same, restricted (``params=[..., "lr_<optimizer>"]``, which keeps only the
+    trials that have all of them) to the trials of the optimizer used most (:func:`main_optimizer`),
+    so that its learning rate is ranked against the rest. Both are seeded (the forest is random).
     """
-    if not importances:
-        raise ValueError("no importances: the study needs complete trials")
-    ranked = sorted(importances.items(), key=lambda kv: kv[1], reverse=True)
-    (leader, top), rest = ranked[0], ranked[1:]
-    second = rest[0][1] if rest else 0.0
-    lines = [f"most important: {leader}",
-             f"  {leader} explains at least {leader_at_least:.1f} of the variation: "
-             f"{top >= leader_at_least}",
-             f"  each of the other {len(rest)} explains less than {others_below:.1f}: "
-             f"{all(v < others_below for _, v in rest)}",
-             f"  {leader} explains at least twice as much as the runner-up: {top >= 2 * second}"]
-    return "\n".join(lines)
+    optimizer, _ = main_optimizer(study)
+    get = optuna.importance.get_param_importances
+    across = get(study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=seed))
+    params = [p for p in COMMON_PARAMS if p != "optimizer"] + [f"lr_{optimizer}"]
+    within = get(study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=seed),
+                 params=params)
+    return dict(across), dict(within), optimizer
+
+
+def importance_scope(study: optuna.Study, across: dict) -> str:
+    """Which parameters ``across`` (fANOVA with ``params=None``) ranked and which it left out.
+
+    Unlike the importances themselves, this does not depend on the path TPE took: the random
+    start-up trials already use every optimizer and every number of layers.
+    """
+    seen = sorted({p for t in _complete(study) for p in t.params})
+    left = [p for p in seen if p not in across]
+    lrs = [p for p in left if p.startswith("lr_")]
+    rest = [p for p in left if not p.startswith("lr_")]
+    ranked = sum(p.startswith("lr_") for p in across)
+    return "\n".join([f"ranked by fANOVA (params=None): {', '.join(sorted(across))}",
+                      f"left out, not in every trial: {', '.join(lrs + rest)}",
+                      f"learning rates ranked: {ranked} of {ranked + len(lrs)}"])
+
+
+def plot_importances(across: dict, within: dict, optimizer: str, n_trials: int):
+    """Two bar charts: fANOVA importances over every trial (the parameters all trials share), and
+    within the ``n_trials`` trials of ``optimizer``, where its learning rate can be ranked."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.2), layout="constrained")
+    for ax, values, title in ((axes[0], across, "all trials: parameters every trial has"),
+                              (axes[1], within, f"the {n_trials} trials with {optimizer}")):
+        names = sorted(values, key=values.get)
+        ax.barh(names, [values[n] for n in names],
+                color=["#d62728" if n.startswith("lr") else "#1f77b4" for n in names])
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("fANOVA importance (sums to 1)")
+        ax.set_title(title)
+    fig.suptitle("Hyperparameter importances of the TPE study (red: a learning rate)")
+    return fig
 
 
 def run_workers(n_workers: int = 2, n_trials: int = 4, epochs: int = 5,

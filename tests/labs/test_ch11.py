@@ -45,8 +45,8 @@ def test_top_trials_summary_reports_agreement_bounds_and_the_worst():
     text = lab.top_trials_summary(_study(values, params), k=5, worst=2)
     lines = text.splitlines()
     assert lines[0] == "the 5 best trials: validation accuracy 0.93 to 0.97"
-    assert "n_layers   1 in 4 of 5" in text and "optimizer  nadam in 3 of 5" in text
-    assert "lr         all between 1e-3 and 1e-1" in text
+    assert "n_layers   1 in most of the 5" in text and "optimizer  nadam in most of the 5" in text
+    assert "lr         of the nadam trials: between 1e-2 and 1e-1" in text  # not adam's 0.005
     assert lines[-1] == "the 2 worst trials: 2 of 2 below 0.2 (chance is 0.1)"
     mixed = {i: {"n_layers": 1, "optimizer": o, "lr": 0.02}
              for i, o in enumerate(["adam", "sgd", "nadam", "adam", "sgd", "nadam"])}
@@ -59,8 +59,10 @@ def test_top_trials_summary_reports_agreement_bounds_and_the_worst():
 def test_hit_rates_counts_start_up_and_says_more_or_less_than_half_after():
     text = lab.hit_rates(_study([0.95] * 4 + [0.5] * 6 + [0.95] * 11 + [0.2] * 9))
     assert text.splitlines() == [
-        "trials 0-9 (random start-up): 4 of 10 above 0.9",
+        "trials 0-9 (random start-up): not more than half of 10 above 0.9",
         "trials 10-29 (TPE proposals):   more than half of 20 above 0.9"]
+    assert lab.hit_rates(_study([0.95] * 6 + [0.5] * 4 + [0.95] * 20)).startswith(
+        "trials 0-9 (random start-up): more than half of 10")
     assert "not more than half" in lab.hit_rates(_study([0.95] * 10 + [0.95] * 10 + [0.2] * 10))
 
 
@@ -81,18 +83,50 @@ def test_pruning_summary_states_bounds():
     assert "less than 20% fewer" in lab.pruning_summary(few, epochs=10)  # 3 % saved
 
 
-def test_importance_summary_names_the_leader_and_checks_bounds():
-    text = lab.importance_summary({"lr": 0.57, "optimizer": 0.17, "units_0": 0.11})
-    assert text.splitlines() == [
-        "most important: lr",
-        "  lr explains at least 0.5 of the variation: True",
-        "  each of the other 2 explains less than 0.2: True",
-        "  lr explains at least twice as much as the runner-up: True"]
-    close = lab.importance_summary({"optimizer": 0.3, "lr": 0.45, "dropout": 0.25})
-    assert close.splitlines()[0] == "most important: lr"
-    assert close.count("False") == 3
-    with pytest.raises(ValueError, match="no importances"):
-        lab.importance_summary({})
+def _conditional_study(n=40, seed=0):
+    """Trials of the chapter's search space with a made-up score: the learning rate matters
+    (best at 10x the low end of each optimizer's range), dropout barely does."""
+    import math
+
+    import optuna
+
+    def score(trial):
+        config = search.suggest_config(trial)
+        low, _ = search.LR_RANGES[config["optimizer"]]
+        return 1 - abs(math.log10(config["lr"] / low) - 1) / 3 - 0.01 * config["dropout"]
+
+    study = optuna.create_study(direction="maximize",
+                                sampler=optuna.samplers.RandomSampler(seed=seed))
+    study.optimize(score, n_trials=n)
+    return study
+
+
+def test_fanova_importances_rank_common_params_across_and_the_lr_within_one_optimizer():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    study = _conditional_study()
+    main, count = lab.main_optimizer(study)
+    names = [t.params["optimizer"] for t in study.trials]
+    assert count == names.count(main) == max(names.count(o) for o in set(names))
+    across, within, optimizer = lab.fanova_importances(study, seed=0)
+    assert optimizer == main
+    # params=None: only what every trial has -- no learning rate, no units_1
+    assert set(across) == set(lab.COMMON_PARAMS)
+    assert set(within) == {"n_layers", "units_0", "activation", "dropout", f"lr_{main}"}
+    assert max(within, key=within.get) == f"lr_{main}"  # the made-up score depends on it
+    assert sum(within.values()) == pytest.approx(1)
+    text = lab.importance_scope(study, across).splitlines()
+    assert text[0] == ("ranked by fANOVA (params=None): activation, dropout, n_layers, "
+                       "optimizer, units_0")
+    assert text[1].startswith("left out, not in every trial: lr_") and "units_1" in text[1]
+    assert text[2] == "learning rates ranked: 0 of 5"
+    fig = lab.plot_importances(across, within, optimizer, count)
+    assert len(fig.axes) == 2 and f"{count} trials with {main}" in fig.axes[1].get_title()
+    with pytest.raises(ValueError, match="no complete trials"):
+        import optuna
+
+        lab.main_optimizer(optuna.create_study())
 
 
 def test_plot_intermediate_tells_pruned_from_completed():
