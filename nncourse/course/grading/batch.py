@@ -91,6 +91,7 @@ class Grade:
     sandbox: dict = field(default_factory=dict)
     attempts: int = 0
     seconds: float = 0.0
+    timing: dict = field(default_factory=dict)  # where the seconds went (see _add_timing)
 
     @property
     def total(self) -> int:
@@ -270,6 +271,8 @@ class _Scratch:
         (self.root / "work").mkdir(mode=0o711)
         self.hide = [str(p) for p in hide if p.is_dir()]
         self._lock = threading.Lock()
+        self._local = threading.local()
+        self._workers: list[_Worker] = []
         self._n = 0
         self._uid_base = 2_000_000_000 + (os.getpid() % 100_000) * 1_000
         # the kernel imports this copy of the package (no course tools, nothing beside it), never
@@ -329,8 +332,64 @@ class _Scratch:
             os.chown(work, uid, uid)
         return job, work, uid
 
+    def worker(self) -> _Worker:
+        """This thread's worker (one per job slot, started on first use, restarted when lost)."""
+        w = getattr(self._local, "worker", None)
+        if w is None or not w.alive():
+            w = self._local.worker = _Worker(self.root / "jobs" / "workers.log")
+            with self._lock:
+                self._workers.append(w)
+        return w
+
     def cleanup(self) -> None:
+        for w in self._workers:
+            w.stop()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+class _Worker:
+    """A trusted worker process (``sandbox.py serve``) that runs one job slot's notebooks in
+    turn, each in a fresh sandboxed kernel; killed with its process group on a missed deadline."""
+
+    def __init__(self, log: Path):
+        with open(log, "ab") as err:  # what goes wrong before the first job starts
+            self.proc = subprocess.Popen([sys.executable, "-I", str(SANDBOX_SCRIPT), "serve"],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=err, start_new_session=True)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def run(self, job_json: Path, timeout: float) -> bool:
+        """Run one job; False (and the worker killed) when it did not finish in ``timeout``."""
+        import selectors
+
+        try:
+            self.proc.stdin.write(f"{job_json}\n".encode())
+            self.proc.stdin.flush()
+        except OSError:
+            self.kill()
+            return False
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.proc.stdout, selectors.EVENT_READ)
+            if sel.select(timeout=max(1.0, timeout)) and self.proc.stdout.readline() == b"done\n":
+                return True
+        self.kill()
+        return False
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        self.proc.wait()
+
+    def stop(self) -> None:
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            self.kill()
 
 
 def kernel_env(package: Path) -> dict[str, str]:
@@ -368,15 +427,8 @@ def _execute(nb, scratch: _Scratch, limits: Limits, budget: float) -> dict:
         "max_message": limits.max_message,
     }
     (job / "job.json").write_text(json.dumps(spec))
-    with open(job / "worker.log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-I", str(SANDBOX_SCRIPT), "run",
-                                 str(job / "job.json")], stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-        try:  # the worker enforces the deadline itself; this is the backstop
-            proc.wait(timeout=budget + limits.startup_timeout + 30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    # the worker enforces the deadline itself; this is the backstop
+    scratch.worker().run(job / "job.json", budget + limits.startup_timeout + 30)
     if uid is not None:
         sandbox.kill_user(uid)
     try:
@@ -386,7 +438,12 @@ def _execute(nb, scratch: _Scratch, limits: Limits, budget: float) -> dict:
             raise ValueError(f"the executed notebook is {size} bytes, over the cap")
         result["notebook"] = nbformat.read(job / "executed.ipynb", as_version=4)
     except (OSError, ValueError) as exc:
-        tail = (job / "worker.log").read_bytes()[-800:].decode("utf-8", "replace")
+        tail = ""
+        for log in (job / "worker.log", scratch.root / "jobs" / "workers.log"):
+            try:
+                tail += log.read_bytes()[-800:].decode("utf-8", "replace")
+            except OSError:
+                pass
         return {"error": f"the grading worker failed ({type(exc).__name__}): {tail.strip()}"}
     return result
 
@@ -517,6 +574,7 @@ def _grade_cells(cells, master, scratch, limits, grade: Grade):
             f"{len(result.get('trusted', []))} check(s) run in the grader's own process"
             + "".join(f"; NOT: check cell {i} ran in the kernel ({why})"
                       for i, why in result.get("in_kernel", [])))
+        _add_timing(grade.timing, built.notebook, result.get("timing") or {})
         graded, guard_flags, problems = _score(result)
         flags.update(guard_flags)
         flags.update(problems)
@@ -573,6 +631,26 @@ def _grade_cells(cells, master, scratch, limits, grade: Grade):
                                      ref_names.get(ans.exercise, set()), module_names, ours))
     assert [g.exercise for g in graded] == [e.id for e in exercises]
     return graded, built.notes + grade.notes, sorted(flags)
+
+
+def _add_timing(acc: dict, nb, timing: dict) -> None:
+    """Add one run's times to ``acc``: wall seconds of the kernel's start, the instructor's
+    cells, the answers, the grader's guards and the checks; CPU seconds of the kernel and of the
+    worker (the checks' trusted side)."""
+    def add(key, value):
+        if isinstance(value, (int, float)):
+            acc[key] = round(acc.get(key, 0) + value, 3)
+
+    add("kernel_start", timing.get("kernel_start"))
+    for i, seconds in timing.get("cells", []):
+        cell = nb.cells[i] if 0 <= i < len(nb.cells) else {}
+        if str(cell.get("id", "")).startswith(rb.GUARD_ID):
+            kind = "guards"
+        else:
+            kind = {nbs.ANSWER: "answers", nbs.CHECK: "checks"}.get(nbs.role(cell), "instructor")
+        add(kind, seconds)
+    add("kernel_cpu", timing.get("kernel_cpu"))
+    add("worker_cpu", timing.get("worker_cpu"))
 
 
 def _module_names(master) -> set[str]:
