@@ -74,9 +74,21 @@ def test_checks_that_lend_functions_and_trials_are_probed_to_the_end(chapter):
     # chapter 11 lends trials, scoring functions and models: all run in the grader
     the_plan = withhold.plan(nbs.read(ROOT / "solutions" / f"{chapter}.ipynb"))
     assert the_plan.in_kernel == {} and the_plan.checks and the_plan.all_names
-    if chapter.startswith("01"):  # 1.5's backprop.MLP calls them in the sandbox
-        assert {"nncourse.backprop.sigmoid", "nncourse.backprop.dense_backward"} <= \
-            the_plan.needed
+
+
+def test_the_full_run_of_the_master_traces_what_the_sandbox_side_calls(tmp_path):
+    # chapter 01's 1.5 builds a backprop.MLP, whose training calls dense_backward and sigmoid
+    import json
+
+    report = tmp_path / "plan.json"
+    proc = subprocess.run([sys.executable, "-m", "nncourse.course.grading.withhold",
+                           str(ROOT / "solutions" / "01_backprop_from_scratch.ipynb"),
+                           str(report)], capture_output=True, text=True, timeout=1200,
+                          cwd=tmp_path, env=dict(kernel_env(ROOT), MPLBACKEND="Agg"))
+    found = json.loads(report.read_text())
+    assert found["in_kernel"] == {}, (found, proc.stderr[-800:])
+    assert {"nncourse.backprop.sigmoid", "nncourse.backprop.dense_backward"} <= \
+        set(found["needed"])
 
 
 def test_a_check_that_must_run_in_the_kernel_keeps_the_package_whole():

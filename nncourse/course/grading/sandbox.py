@@ -739,6 +739,8 @@ def serve() -> int:
     """
     import random
 
+    if "jsonschema" not in sys.modules:  # as nncourse.course.notebooks does: ~1.5 s less
+        sys.modules.setdefault("rfc3987_syntax", None)
     import nbclient  # noqa: F401 - imported once here, not per notebook
     import nbformat  # noqa: F401
     import numpy as np

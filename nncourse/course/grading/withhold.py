@@ -149,12 +149,14 @@ _PLANS: dict[str, Plan] = {}  # master digest -> plan (the preflight and the bat
 def plan(master, timeout: int = 1800) -> Plan:
     """Which reference implementations the sandbox of ``master``'s exercise can do without.
 
-    The master -- the instructor's own, trusted notebook -- is run top to bottom in a
-    subprocess of the grader (:func:`_run_master`), with every check run there through proxies
-    as in the sandbox. That tells which checks cannot run in the grader, and which reference
-    implementations the sandbox's side of the run calls through library code (these are kept
-    under a private name, see :func:`withhold`). Answers that read notebook state (chapter
-    02's ``moons``) are probed in that state. The result is cached per master.
+    First every check is run here on the master's functions alone (:func:`_quick_probe`).
+    When one does not pass that way (an answer reads notebook state, such as chapter 02's
+    ``moons``), the master -- the instructor's own, trusted notebook -- is run top to bottom in
+    a subprocess of the grader (:func:`_run_master`), every check through proxies as in the
+    sandbox. That tells which checks cannot run in the grader, and which reference
+    implementations the sandbox's side of the run calls (kept under a private name, see
+    :func:`withhold`, besides those other library code refers to). The result is cached per
+    master.
     """
     import hashlib
     import json
@@ -169,6 +171,11 @@ def plan(master, timeout: int = 1800) -> Plan:
         return _PLANS[key]
     refs = _references(master)
     out = Plan()
+    if _quick_probe(master) and refs:
+        # every check crossed on the master's functions alone: no need to run the experiments
+        out.names, out.checks = refs, True
+        _PLANS[key] = out
+        return out
     with tempfile.TemporaryDirectory(prefix="nncourse-plan-") as d:
         path, report = os.path.join(d, "master.ipynb"), os.path.join(d, "plan.json")
         with open(path, "w", encoding="utf-8") as f:
@@ -193,6 +200,28 @@ def plan(master, timeout: int = 1800) -> Plan:
     out.needed = set(found["needed"]) if not out.in_kernel else set()
     _PLANS[key] = out
     return out
+
+
+def _quick_probe(master) -> bool:
+    """True when every check crosses on the master's functions defined here in this process
+    (the instructor's definitions and answer cells only, no experiment): the common case, a
+    second or two. Answers that read notebook state (chapter 02's ``moons``) need the full run."""
+    from nncourse.course import notebooks as nbs
+
+    from . import rebuild as rb
+
+    bindings = rb.check_bindings(master)
+    functions = None
+    for cell in master.cells:
+        if nbs.role(cell) == nbs.CHECK:
+            spec = rb.trusted_call(cell.source, bindings)
+            if spec is None:
+                return False
+            if functions is None:
+                functions = _master_functions(master)
+            if _probe(spec, functions) is not None:
+                return False
+    return True
 
 
 def _definers(names: set[str]) -> list[tuple[str, str]]:
