@@ -275,24 +275,17 @@ class _Scratch:
         self._workers: list[_Worker] = []
         self._n = 0
         self._uid_base = 2_000_000_000 + (os.getpid() % 100_000) * 1_000
-        # the kernel imports this copy of the package (no course tools, nothing beside it), never
-        # the checkout or site-packages the grader runs from
+        # the kernel imports a copy of the package (no course tools, nothing beside it), never
+        # the checkout or site-packages the grader runs from; built once per master and kind
+        # (the preflight's copy serves the batch)
+        key = (hashlib.sha256(nbformat.writes(master).encode()).hexdigest()
+               if master is not None else None)
+        with _BUILT_LOCK:
+            if key not in _BUILT:
+                _BUILT[key] = _build_package(master)
+        built, self.withheld, self.withhold_note = _BUILT[key]
         self.package = self.root / "pkg"
-        shutil.copytree(Path(nncourse.__file__).resolve().parent, self.package / "nncourse",
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "course"))
-        # the kernel's end of the trusted checks' calls (proxy.serve_named)
-        shutil.copy(Path(__file__).with_name("proxy.py"), self.package / "_nncourse_proxy.py")
-        # the reference implementations the exercises ask for are not in the kernel's copy
-        self.withheld: list[str] = []
-        self.withhold_note = ("reference implementations: NOT withheld (the master's own "
-                              "answers need them in the sandbox)")
-        if master is not None:
-            self._withhold(master)
-        compileall.compile_dir(self.package, quiet=2)  # kernels start faster; they write none
-        for d, _, files in os.walk(self.package):
-            os.chmod(d, 0o755)
-            for f in files:
-                os.chmod(os.path.join(d, f), 0o644)
+        shutil.copytree(built, self.package, symlinks=True)
         self.bwrap = shutil.which("bwrap", path="/usr/bin:/bin:/usr/local/bin")
         if mode is None:
             mode = os.environ.get("NNCOURSE_SANDBOX") or (
@@ -301,20 +294,6 @@ class _Scratch:
         if mode not in ("bwrap", "unshare"):
             raise ValueError(f"sandbox mode must be bwrap or unshare, got {mode!r}")
         self.mode = mode
-
-    def _withhold(self, master) -> None:
-        try:
-            the_plan = withhold.plan(master)
-            self.withheld = withhold.withhold(self.package, the_plan,
-                                              env=kernel_env(self.package))
-        except Exception as exc:  # noqa: BLE001 - grading goes on; the summary says what held
-            self.withhold_note = f"reference implementations: NOT withheld ({exc})"
-            return
-        kept = "".join(f"; NOT withheld: exercise {ex}'s check runs in the kernel ({why}) and "
-                       "needs the whole package there"
-                       for ex, why in sorted(the_plan.in_kernel.items()))
-        self.withhold_note = ("reference implementations withheld from the kernel: "
-                              + (", ".join(self.withheld) or "none") + kept)
 
     def new_job(self) -> tuple[Path, Path, int | None]:
         with self._lock:
@@ -345,6 +324,46 @@ class _Scratch:
         for w in self._workers:
             w.stop()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+_BUILT: dict = {}  # master digest (None: the whole package) -> (package, withheld, note)
+_BUILT_LOCK = threading.Lock()
+
+
+def _build_package(master) -> tuple[Path, list[str], str]:
+    """The sandbox's copy of nncourse for ``master`` (None: whole); removed when the grader
+    exits. Returns its folder (holding ``nncourse/``), what was withheld and a note saying so."""
+    import atexit
+
+    top = Path(tempfile.mkdtemp(prefix="nncourse-pkg-"))  # private; each batch copies it
+    atexit.register(shutil.rmtree, top, True)
+    package = top / "pkg"
+    shutil.copytree(Path(nncourse.__file__).resolve().parent, package / "nncourse",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "course"))
+    # the kernel's end of the trusted checks' calls (proxy.serve_named)
+    shutil.copy(Path(__file__).with_name("proxy.py"), package / "_nncourse_proxy.py")
+    # the reference implementations the exercises ask for are not in the kernel's copy
+    withheld: list[str] = []
+    note = ("reference implementations: NOT withheld (the master's own answers need them in "
+            "the sandbox)")
+    if master is not None:
+        try:
+            the_plan = withhold.plan(master)
+            withheld = withhold.withhold(package, the_plan, env=kernel_env(package))
+        except Exception as exc:  # noqa: BLE001 - grading goes on; the summary says what held
+            note = f"reference implementations: NOT withheld ({exc})"
+        else:
+            kept = "".join(f"; NOT withheld: exercise {ex}'s check runs in the kernel ({why}) "
+                           "and needs the whole package there"
+                           for ex, why in sorted(the_plan.in_kernel.items()))
+            note = ("reference implementations withheld from the kernel: "
+                    + (", ".join(withheld) or "none") + kept)
+    compileall.compile_dir(package, quiet=2)  # kernels start faster; they write none
+    for d, _, files in os.walk(package):
+        os.chmod(d, 0o755)
+        for f in files:
+            os.chmod(os.path.join(d, f), 0o644)
+    return package, withheld, note
 
 
 class _Worker:
