@@ -118,7 +118,9 @@ def stripped(tmp_path_factory):
 ])
 def test_every_spelling_of_the_reference_finds_the_stub(stripped, spelling):
     package, done = stripped
-    assert "nncourse.activations.relu" in done and "nncourse.checks" in done
+    # relu is in activations' registry: its name is withheld, the registry keeps a private copy
+    assert "nncourse.activations.relu (its name only: library code keeps a private copy)" in done
+    assert "nncourse.checks" in done
     code = f"import numpy as np, nncourse; x = np.array([-1.0, 2.0]); {spelling}"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=package, env=kernel_env(package), timeout=120)
