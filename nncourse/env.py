@@ -67,13 +67,30 @@ def setup(seed: int = 0, threads: int = 1, style: bool = True) -> None:
     check_int(threads, "threads", fn="setup")
     seed_everything(seed)
     torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(True)
+    _deterministic()
     torch.set_printoptions(precision=4, sci_mode=False)
     np.set_printoptions(precision=4, suppress=True)
     if style:
         from nncourse.plotting import use_style
 
         use_style()
+
+
+def _deterministic() -> None:
+    """``torch.use_deterministic_algorithms(True)`` without importing TorchInductor.
+
+    The public call also sets ``torch._inductor.config.deterministic``, and importing that
+    module imports torch._dynamo: about as long as importing torch itself (1-2 s of every
+    notebook's start, and of every ``python -m nncourse check``), for a compiler the course never
+    uses. When Inductor is not imported yet, its flag is set through the environment variable it
+    reads when it is (``TORCHINDUCTOR_DETERMINISTIC``), so the outcome is the same.
+    """
+    set_flag = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if "torch._inductor.config" in sys.modules or set_flag is None:
+        torch.use_deterministic_algorithms(True)
+        return
+    os.environ["TORCHINDUCTOR_DETERMINISTIC"] = "1"
+    set_flag(True, warn_only=False)
 
 
 def progress_enabled(requested: bool | None = None) -> bool:

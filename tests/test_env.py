@@ -94,3 +94,18 @@ def test_progress_waits_before_drawing(monkeypatch, capsys):
     monkeypatch.setenv("NNCOURSE_PROGRESS", "1")
     assert list(nncourse.progress(range(3), desc="fast", delay=60)) == [0, 1, 2]
     assert capsys.readouterr().err == ""
+
+
+def test_setup_leaves_torch_dynamo_unimported_yet_inductor_deterministic():
+    # importing torch._inductor.config (what torch.use_deterministic_algorithms does) pulls in
+    # torch._dynamo, 1-2 s of every notebook's start; setup() gets the same outcome without it
+    import subprocess
+    import sys
+
+    code = ("import sys, nncourse, torch; nncourse.setup(style=False)\n"
+            "print('dynamo' if 'torch._dynamo' in sys.modules else 'no dynamo')\n"
+            "print(torch.are_deterministic_algorithms_enabled())\n"
+            "import torch._inductor.config as c; print(c.deterministic)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300).stdout.split()
+    assert out == ["no", "dynamo", "True", "True"], out

@@ -81,9 +81,11 @@ def test_every_entry_gets_a_row_and_nothing_hangs_the_batch(hostile):
                      f"bob/{SOLUTION.name}", "a b.ipynb", "a_b.ipynb", "=2+3.ipynb"):
         assert reports.csv_cell(expected) in files, (expected, sorted(files))
     assert len(hostile["rows"]) == len(hostile["entries"]) == len(hostile["grades"])
-    # A liveness bound, not a speed target: a FIFO read blocks forever and reading the 30 GB file
-    # takes far longer; the batch itself takes well under a minute even on a loaded machine.
-    assert hostile["seconds"] < 600, "the batch blocked on a special file"
+    # the FIFO did not block, the 30 GB file was not read: each row took no time of its own
+    # (the batch's wall time depends on the machine's load: the notebooks in it are graded)
+    special = [g for g in hostile["grades"] if g.file in ("fifo.ipynb", "huge.ipynb")]
+    assert len(special) == 2 and all(g.seconds < 5 for g in special), special
+    assert hostile["seconds"] < 600, "the batch blocked on a special file (a liveness bound)"
     assert hostile["summary"]["problems"] == []
 
 

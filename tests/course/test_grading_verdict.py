@@ -110,12 +110,21 @@ ATTACKS = {
 }
 
 
+# honest answers that change library state the way libraries do: full marks, no flag
+BENIGN = {
+    # importing torch._dynamo (torch.compile does) wraps torch.manual_seed with functools.wraps
+    "dynamo": {"0.1": "import torch._dynamo\n" + RELU, "0.2": MSE, "0.3": ACC},
+}
+
+
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     base = tmp_path_factory.mktemp("verdict")
     subs, out = base / "submissions", base / "grades"
     subs.mkdir()
     for name, (_, answers) in ATTACKS.items():
+        (subs / f"{name}.ipynb").write_text(json.dumps(student(answers)))
+    for name, answers in BENIGN.items():
         (subs / f"{name}.ipynb").write_text(json.dumps(student(answers)))
     proc = subprocess.run(
         [sys.executable, "-m", "nncourse", "grade", str(subs), "--exercise", "00", "--jobs", "2",
@@ -133,3 +142,10 @@ def test_an_attack_on_the_verdict_earns_nothing_or_is_flagged(graded, attack):
     row = graded[attack]
     points = next(v for k, v in row.items() if k.startswith(f"{exercise} ("))
     assert points == "0" or exercise in row["flags"], (attack, row)
+
+
+@pytest.mark.parametrize("name", list(BENIGN))
+def test_an_honest_answer_that_imports_library_internals_is_not_flagged(graded, name):
+    row = graded[name]
+    assert row["flags"] == "" and row["status"] == "graded", row
+    assert next(v for k, v in row.items() if k.startswith("total (")) == "4", row

@@ -91,6 +91,7 @@ class Grade:
     sandbox: dict = field(default_factory=dict)
     attempts: int = 0
     seconds: float = 0.0
+    timing: dict = field(default_factory=dict)  # where the seconds went (see _add_timing)
 
     @property
     def total(self) -> int:
@@ -270,26 +271,21 @@ class _Scratch:
         (self.root / "work").mkdir(mode=0o711)
         self.hide = [str(p) for p in hide if p.is_dir()]
         self._lock = threading.Lock()
+        self._local = threading.local()
+        self._workers: list[_Worker] = []
         self._n = 0
         self._uid_base = 2_000_000_000 + (os.getpid() % 100_000) * 1_000
-        # the kernel imports this copy of the package (no course tools, nothing beside it), never
-        # the checkout or site-packages the grader runs from
+        # the kernel imports a copy of the package (no course tools, nothing beside it), never
+        # the checkout or site-packages the grader runs from; built once per master and kind
+        # (the preflight's copy serves the batch)
+        key = (hashlib.sha256(nbformat.writes(master).encode()).hexdigest()
+               if master is not None else None)
+        with _BUILT_LOCK:
+            if key not in _BUILT:
+                _BUILT[key] = _build_package(master)
+        built, self.withheld, self.withhold_note = _BUILT[key]
         self.package = self.root / "pkg"
-        shutil.copytree(Path(nncourse.__file__).resolve().parent, self.package / "nncourse",
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "course"))
-        # the kernel's end of the trusted checks' calls (proxy.serve_named)
-        shutil.copy(Path(__file__).with_name("proxy.py"), self.package / "_nncourse_proxy.py")
-        # the reference implementations the exercises ask for are not in the kernel's copy
-        self.withheld: list[str] = []
-        self.withhold_note = ("reference implementations: NOT withheld (the master's own "
-                              "answers need them in the sandbox)")
-        if master is not None:
-            self._withhold(master)
-        compileall.compile_dir(self.package, quiet=2)  # kernels start faster; they write none
-        for d, _, files in os.walk(self.package):
-            os.chmod(d, 0o755)
-            for f in files:
-                os.chmod(os.path.join(d, f), 0o644)
+        shutil.copytree(built, self.package, symlinks=True)
         self.bwrap = shutil.which("bwrap", path="/usr/bin:/bin:/usr/local/bin")
         if mode is None:
             mode = os.environ.get("NNCOURSE_SANDBOX") or (
@@ -298,20 +294,6 @@ class _Scratch:
         if mode not in ("bwrap", "unshare"):
             raise ValueError(f"sandbox mode must be bwrap or unshare, got {mode!r}")
         self.mode = mode
-
-    def _withhold(self, master) -> None:
-        try:
-            the_plan = withhold.plan(master)
-            self.withheld = withhold.withhold(self.package, the_plan,
-                                              env=kernel_env(self.package))
-        except Exception as exc:  # noqa: BLE001 - grading goes on; the summary says what held
-            self.withhold_note = f"reference implementations: NOT withheld ({exc})"
-            return
-        kept = "".join(f"; NOT withheld: exercise {ex}'s check runs in the kernel ({why}) and "
-                       "needs the whole package there"
-                       for ex, why in sorted(the_plan.in_kernel.items()))
-        self.withhold_note = ("reference implementations withheld from the kernel: "
-                              + (", ".join(self.withheld) or "none") + kept)
 
     def new_job(self) -> tuple[Path, Path, int | None]:
         with self._lock:
@@ -329,8 +311,104 @@ class _Scratch:
             os.chown(work, uid, uid)
         return job, work, uid
 
+    def worker(self) -> _Worker:
+        """This thread's worker (one per job slot, started on first use, restarted when lost)."""
+        w = getattr(self._local, "worker", None)
+        if w is None or not w.alive():
+            w = self._local.worker = _Worker(self.root / "jobs" / "workers.log")
+            with self._lock:
+                self._workers.append(w)
+        return w
+
     def cleanup(self) -> None:
+        for w in self._workers:
+            w.stop()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+_BUILT: dict = {}  # master digest (None: the whole package) -> (package, withheld, note)
+_BUILT_LOCK = threading.Lock()
+
+
+def _build_package(master) -> tuple[Path, list[str], str]:
+    """The sandbox's copy of nncourse for ``master`` (None: whole); removed when the grader
+    exits. Returns its folder (holding ``nncourse/``), what was withheld and a note saying so."""
+    import atexit
+
+    top = Path(tempfile.mkdtemp(prefix="nncourse-pkg-"))  # private; each batch copies it
+    atexit.register(shutil.rmtree, top, True)
+    package = top / "pkg"
+    shutil.copytree(Path(nncourse.__file__).resolve().parent, package / "nncourse",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "course"))
+    # the kernel's end of the trusted checks' calls (proxy.serve_named)
+    shutil.copy(Path(__file__).with_name("proxy.py"), package / "_nncourse_proxy.py")
+    # the reference implementations the exercises ask for are not in the kernel's copy
+    withheld: list[str] = []
+    note = ("reference implementations: NOT withheld (the master's own answers need them in "
+            "the sandbox)")
+    if master is not None:
+        try:
+            the_plan = withhold.plan(master)
+            withheld = withhold.withhold(package, the_plan, env=kernel_env(package))
+        except Exception as exc:  # noqa: BLE001 - grading goes on; the summary says what held
+            note = f"reference implementations: NOT withheld ({exc})"
+        else:
+            kept = "".join(f"; NOT withheld: exercise {ex}'s check runs in the kernel ({why}) "
+                           "and needs the whole package there"
+                           for ex, why in sorted(the_plan.in_kernel.items()))
+            note = ("reference implementations withheld from the kernel: "
+                    + (", ".join(withheld) or "none") + kept)
+    compileall.compile_dir(package, quiet=2)  # kernels start faster; they write none
+    for d, _, files in os.walk(package):
+        os.chmod(d, 0o755)
+        for f in files:
+            os.chmod(os.path.join(d, f), 0o644)
+    return package, withheld, note
+
+
+class _Worker:
+    """A trusted worker process (``sandbox.py serve``) that runs one job slot's notebooks in
+    turn, each in a fresh sandboxed kernel; killed with its process group on a missed deadline."""
+
+    def __init__(self, log: Path):
+        with open(log, "ab") as err:  # what goes wrong before the first job starts
+            self.proc = subprocess.Popen([sys.executable, "-I", str(SANDBOX_SCRIPT), "serve"],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=err, start_new_session=True)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def run(self, job_json: Path, timeout: float) -> bool:
+        """Run one job; False (and the worker killed) when it did not finish in ``timeout``."""
+        import selectors
+
+        try:
+            self.proc.stdin.write(f"{job_json}\n".encode())
+            self.proc.stdin.flush()
+        except OSError:
+            self.kill()
+            return False
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.proc.stdout, selectors.EVENT_READ)
+            if sel.select(timeout=max(1.0, timeout)) and self.proc.stdout.readline() == b"done\n":
+                return True
+        self.kill()
+        return False
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        self.proc.wait()
+
+    def stop(self) -> None:
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            self.kill()
 
 
 def kernel_env(package: Path) -> dict[str, str]:
@@ -368,15 +446,8 @@ def _execute(nb, scratch: _Scratch, limits: Limits, budget: float) -> dict:
         "max_message": limits.max_message,
     }
     (job / "job.json").write_text(json.dumps(spec))
-    with open(job / "worker.log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-I", str(SANDBOX_SCRIPT), "run",
-                                 str(job / "job.json")], stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-        try:  # the worker enforces the deadline itself; this is the backstop
-            proc.wait(timeout=budget + limits.startup_timeout + 30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    # the worker enforces the deadline itself; this is the backstop
+    scratch.worker().run(job / "job.json", budget + limits.startup_timeout + 30)
     if uid is not None:
         sandbox.kill_user(uid)
     try:
@@ -386,7 +457,12 @@ def _execute(nb, scratch: _Scratch, limits: Limits, budget: float) -> dict:
             raise ValueError(f"the executed notebook is {size} bytes, over the cap")
         result["notebook"] = nbformat.read(job / "executed.ipynb", as_version=4)
     except (OSError, ValueError) as exc:
-        tail = (job / "worker.log").read_bytes()[-800:].decode("utf-8", "replace")
+        tail = ""
+        for log in (job / "worker.log", scratch.root / "jobs" / "workers.log"):
+            try:
+                tail += log.read_bytes()[-800:].decode("utf-8", "replace")
+            except OSError:
+                pass
         return {"error": f"the grading worker failed ({type(exc).__name__}): {tail.strip()}"}
     return result
 
@@ -517,6 +593,7 @@ def _grade_cells(cells, master, scratch, limits, grade: Grade):
             f"{len(result.get('trusted', []))} check(s) run in the grader's own process"
             + "".join(f"; NOT: check cell {i} ran in the kernel ({why})"
                       for i, why in result.get("in_kernel", [])))
+        _add_timing(grade.timing, built.notebook, result.get("timing") or {})
         graded, guard_flags, problems = _score(result)
         flags.update(guard_flags)
         flags.update(problems)
@@ -573,6 +650,26 @@ def _grade_cells(cells, master, scratch, limits, grade: Grade):
                                      ref_names.get(ans.exercise, set()), module_names, ours))
     assert [g.exercise for g in graded] == [e.id for e in exercises]
     return graded, built.notes + grade.notes, sorted(flags)
+
+
+def _add_timing(acc: dict, nb, timing: dict) -> None:
+    """Add one run's times to ``acc``: wall seconds of the kernel's start, the instructor's
+    cells, the answers, the grader's guards and the checks; CPU seconds of the kernel and of the
+    worker (the checks' trusted side)."""
+    def add(key, value):
+        if isinstance(value, (int, float)):
+            acc[key] = round(acc.get(key, 0) + value, 3)
+
+    add("kernel_start", timing.get("kernel_start"))
+    for i, seconds in timing.get("cells", []):
+        cell = nb.cells[i] if 0 <= i < len(nb.cells) else {}
+        if str(cell.get("id", "")).startswith(rb.GUARD_ID):
+            kind = "guards"
+        else:
+            kind = {nbs.ANSWER: "answers", nbs.CHECK: "checks"}.get(nbs.role(cell), "instructor")
+        add(kind, seconds)
+    add("kernel_cpu", timing.get("kernel_cpu"))
+    add("worker_cpu", timing.get("worker_cpu"))
 
 
 def _module_names(master) -> set[str]:
