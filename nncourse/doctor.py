@@ -57,7 +57,8 @@ from nncourse.training import (
 __all__ = ["CAUSES", "Cause", "Finding", "Report", "diagnose", "chance_loss",
            "softmax_floor", "INPUT_RMS_LIMIT", "FEATURE_SPREAD_LIMIT", "CHANCE_SIGMAS",
            "LOGIT_STD_LIMIT", "GRADIENT_RATIO_LIMIT", "SATURATED_LIMIT", "DEAD_LIMIT",
-           "UPDATE_LOW", "UPDATE_SLOW", "UPDATE_HIGH", "STALL_FRACTION", "OVERFIT_RISE"]
+           "SILENT_LIMIT", "UPDATE_LOW", "UPDATE_SLOW", "UPDATE_HIGH", "STALL_FRACTION",
+           "OVERFIT_RISE"]
 
 
 # --- thresholds, each from a principle ----------------------------------------------------------
@@ -96,6 +97,10 @@ SATURATED_LIMIT = 0.5
 #: Units: a ReLU unit that outputs 0 for every example gets no gradient and never recovers
 #: (chapter 04). A healthy initialization has almost none; more than half of a layer is a fault.
 DEAD_LIMIT = 0.5
+#: Units: a ReLU layer whose pre-activations are centred on 0 outputs 0 for about half of its
+#: outputs. When more than 9 in 10 outputs are 0, the typical unit is active for fewer than one
+#: example in ten -- almost dead, although not for *every* example (a bias pushed far negative).
+SILENT_LIMIT = 0.9
 #: Updates: the update-to-weight ratio ||delta W|| / ||W|| per step is about 1e-3 in healthy
 #: training (the rule of thumb of Karpathy's CS231n notes). Two decades below (1e-5), a weight
 #: needs ~1e5 steps to change by its own size: the learning rate is too low.
@@ -363,6 +368,19 @@ def _label_findings(X, y, X_val, y_val, m: dict) -> list[Finding]:
                      "follow the inputs", math.inf)]
 
 
+def _network_beats_chance(model, X_val, y_val, m: dict) -> bool:
+    """The second witness for learnable labels: after the diagnosis's training, the network
+    predicts validation labels better than always answering the most frequent class (by
+    :data:`CHANCE_SIGMAS` standard errors). Without validation data there is no witness."""
+    if X_val is None:
+        return False
+    acc = evaluate(model, X_val, y_val)[1]
+    majority = (torch.bincount(y_val).max() / len(y_val)).item()
+    se = math.sqrt(majority * (1 - majority) / len(y_val))
+    m["val_accuracy"], m["majority_rate"] = acc, majority
+    return acc > majority + CHANCE_SIGMAS * se
+
+
 def _output_findings(model, out: torch.Tensor, k: int, m: dict) -> list[Finding]:
     last = [mod for mod in model.modules() if not list(mod.children())]
     if k >= 2:
@@ -432,21 +450,37 @@ def _unit_findings(stats: list[dict]) -> list[Finding]:
                             f"({stats[i]['kind']}) sit within 0.01 of their bounds, where the "
                             f"slope is ~0 (limit {SATURATED_LIMIT:.0%})", v / SATURATED_LIMIT))
     dead = [(i, s["dead"]) for i, s in enumerate(stats) if s["dead"] > DEAD_LIMIT]
+    silent = [(i, s["zeros"]) for i, s in enumerate(stats) if s["zeros"] > SILENT_LIMIT]
     if dead:
         i, v = max(dead, key=lambda t: t[1])
         out.append(_finding("dead_units",
                             f"{v:.0%} of the units of activation layer {i} ({stats[i]['kind']}) "
                             "output 0 for every example at initialization: they get no gradient "
                             f"(limit {DEAD_LIMIT:.0%})", v / DEAD_LIMIT))
+    elif silent:
+        i, v = max(silent, key=lambda t: t[1])
+        out.append(_finding("dead_units",
+                            f"{v:.0%} of the outputs of activation layer {i} ({stats[i]['kind']}) "
+                            "are 0 at initialization (about 50% when healthy, limit "
+                            f"{SILENT_LIMIT:.0%}): its units are nearly dead", v / SILENT_LIMIT))
     return out
 
 
-def _gradient_findings(norms: list[float], logit_std: float, loss0: float, k: int,
-                       m: dict) -> list[Finding]:
+def _gradient_findings(norms: list[float], stds: list[float], logit_std: float, loss0: float,
+                       k: int, m: dict) -> list[Finding]:
+    """Exploding or vanishing signal at initialization.
+
+    The first/last ratio of *weight* gradients sees a backward pass that shrinks while the forward
+    pass does not (sigmoid units). When every layer scales the signal by the same gain g both ways
+    (weights too small or too large for the activation), the weight gradient of layer l,
+    delta_l h_(l-1)^T, gets g^(L-l) from the backward pass and g^(l-1) from the forward pass:
+    the ratio stays ~1 and hides it. The forward ratio -- the last hidden layer's activation std
+    over the first's -- sees that case, with the same two-decade limit."""
     out = []
     g = np.asarray(norms, dtype=float)
     ratio = float(g[0] / g[-1]) if len(g) > 1 and g[-1] > 0 else 1.0
-    m["gradient_ratio"] = ratio
+    forward = stds[-1] / stds[0] if len(stds) > 1 and stds[0] > 0 else 1.0
+    m["gradient_ratio"], m["forward_ratio"] = ratio, forward
     finite = bool(np.all(np.isfinite(g))) and math.isfinite(loss0)
     exploding = []
     if not finite:
@@ -458,17 +492,29 @@ def _gradient_findings(norms: list[float], logit_std: float, loss0: float, k: in
     if len(g) > 2 and ratio > GRADIENT_RATIO_LIMIT:
         exploding.append(f"the first layer's gradient is {ratio:.3g} times the last layer's "
                          f"(limit {GRADIENT_RATIO_LIMIT:g})")
+    if forward > GRADIENT_RATIO_LIMIT:
+        exploding.append(f"the activations' std grows {forward:.3g}-fold from the first hidden "
+                         f"layer to the last (limit {GRADIENT_RATIO_LIMIT:g})")
     if exploding:
-        severity = max(logit_std / LOGIT_STD_LIMIT, ratio / GRADIENT_RATIO_LIMIT, 1.0)
+        severity = max(logit_std / LOGIT_STD_LIMIT, ratio / GRADIENT_RATIO_LIMIT,
+                       forward / GRADIENT_RATIO_LIMIT, 1.0)
         out.append(_finding("exploding_gradients", "; ".join(exploding),
                             severity if finite else math.inf))
-    elif len(g) > 2 and ratio < 1 / GRADIENT_RATIO_LIMIT:
+        return out
+    vanishing, worst = [], min(ratio if len(g) > 2 else 1.0, forward)
+    if len(g) > 2 and ratio < 1 / GRADIENT_RATIO_LIMIT:
         per_layer = ratio ** (1 / (len(g) - 1)) if ratio > 0 else 0.0
-        out.append(_finding("vanishing_gradients",
-                            f"the first layer's gradient is {ratio:.2g} times the last layer's "
-                            f"(limit 1/{GRADIENT_RATIO_LIMIT:g}): a gain of {per_layer:.2g} per "
-                            f"layer over {len(g) - 1} layers",
-                            1 / (ratio * GRADIENT_RATIO_LIMIT) if ratio > 0 else math.inf))
+        vanishing.append(f"the first layer's gradient is {ratio:.2g} times the last layer's "
+                         f"(limit 1/{GRADIENT_RATIO_LIMIT:g}): a gain of {per_layer:.2g} per "
+                         f"layer over {len(g) - 1} layers")
+    if forward < 1 / GRADIENT_RATIO_LIMIT:
+        per_layer = forward ** (1 / (len(stds) - 1)) if forward > 0 else 0.0
+        vanishing.append(f"the activations' std shrinks to {forward:.2g} of the first hidden "
+                         f"layer's by the last (limit 1/{GRADIENT_RATIO_LIMIT:g}): a gain of "
+                         f"{per_layer:.2g} per layer, forward and backward")
+    if vanishing:
+        out.append(_finding("vanishing_gradients", "; ".join(vanishing),
+                            1 / (worst * GRADIENT_RATIO_LIMIT) if worst > 0 else math.inf))
     return out
 
 
@@ -681,7 +727,7 @@ def _diagnose(model, X, y, X_val, y_val, k, loss, optimizer, lr, epochs, batch_s
     m: dict = {}
     findings: list[Finding] = []
     loss_fn = loss_function(k, loss)
-    findings += _label_findings(X, y, X_val, y_val, m)
+    labels = _label_findings(X, y, X_val, y_val, m)
     findings += _input_findings(X, m)
 
     # --- the network as it starts
@@ -695,14 +741,16 @@ def _diagnose(model, X, y, X_val, y_val, k, loss, optimizer, lr, epochs, batch_s
     loss0 = loss_fn(out, yp).item()
     logit_std = out.std().item() if out.numel() > 1 else 0.0
     m.update(initial_loss=loss0, chance_loss=chance_loss(k), logit_std=logit_std)
-    stats = activation_stats(model, Xp)
-    m["saturated"] = [s["saturated"] for s in stats]
-    m["dead"] = [s["dead"] for s in stats]
+    stats = activation_stats(model, Xp, keep_values=True)
+    for s in stats:
+        s["zeros"] = float(np.mean(s.pop("values") == 0)) if s["kind"] == "relu" else 0.0
+    m.update({key: [s[key] for s in stats] for key in ("saturated", "dead", "zeros", "std")})
     findings += _unit_findings(stats)
     trainable = [i for i, lay in enumerate(linear_layers(model)) if lay.weight.requires_grad]
     norms = gradient_norms(model, Xp, yp, loss_fn)
     m["gradient_norms"] = norms
-    findings += _gradient_findings([norms[i] for i in trainable], logit_std, loss0, k, m)
+    findings += _gradient_findings([norms[i] for i in trainable], m["std"], logit_std, loss0, k,
+                                   m)
 
     # --- a short instrumented training run
     monitor, steps = GradientMonitor(), _StepLosses()
@@ -741,6 +789,7 @@ def _diagnose(model, X, y, X_val, y_val, k, loss, optimizer, lr, epochs, batch_s
                 f"{m['accumulation']:.2f} times the previous step's (0 expected; measured over "
                 f"{len(coefficients)} steps): .grad accumulates", math.inf))
     findings += _optimizer_findings(m, history.diverged or not math.isfinite(m["loss_end"]))
+    findings += [f for f in labels if not _network_beats_chance(model, X_val, y_val, m)]
     if X_val is not None:
         findings += _overfit_findings(history, m)
     m["history"] = history
