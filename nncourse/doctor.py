@@ -235,8 +235,8 @@ class Report:
                          "cause first.")
             lines += [f"{i}. {f}" for i, f in enumerate(self.findings, 1)]
         if "initial_loss" in m:
-            lines.append(f"Measured: loss at init {m['initial_loss']:.3g} (ln K = "
-                         f"{m['chance_loss']:.3g}), logit std {m['logit_std']:.3g}, gradient "
+            lines.append(f"Measured: loss at init {m['initial_loss']:.3f} (ln K = "
+                         f"{m['chance_loss']:.3f}), logit std {m['logit_std']:.3g}, gradient "
                          f"first/last {m['gradient_ratio']:.3g}, update/weight "
                          f"{m['update_ratio']:.2g}, loss {m['loss_start']:.3g} -> "
                          f"{m['loss_end']:.3g} in {m['steps']} steps.")
