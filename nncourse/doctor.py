@@ -449,7 +449,9 @@ def _unit_findings(stats: list[dict]) -> list[Finding]:
                             f"{v:.0%} of the outputs of activation layer {i} "
                             f"({stats[i]['kind']}) sit within 0.01 of their bounds, where the "
                             f"slope is ~0 (limit {SATURATED_LIMIT:.0%})", v / SATURATED_LIMIT))
-    dead = [(i, s["dead"]) for i, s in enumerate(stats) if s["dead"] > DEAD_LIMIT]
+    # only a ReLU's 0 has a zero slope: a tanh unit at 0 sits where its slope is largest
+    dead = [(i, s["dead"]) for i, s in enumerate(stats)
+            if s["kind"] == "relu" and s["dead"] > DEAD_LIMIT]
     silent = [(i, s["zeros"]) for i, s in enumerate(stats) if s["zeros"] > SILENT_LIMIT]
     if dead:
         i, v = max(dead, key=lambda t: t[1])
