@@ -15,7 +15,7 @@ from sklearn import datasets as skd
 from sklearn.model_selection import train_test_split
 
 __all__ = ["Dataset", "load_moons", "load_circles", "load_digits", "load_breast_cancer",
-           "make_split"]
+           "make_split", "load_wine"]
 
 
 @dataclass(frozen=True)
@@ -122,5 +122,17 @@ def load_breast_cancer(standardize: bool = True, seed: int = 0, **split) -> Data
     """
     d = skd.load_breast_cancer()
     name = "breast_cancer" + ("" if standardize else "_raw")
+    return make_split(name, d.data, d.target, seed=seed, standardize=standardize,
+                      feature_names=d.feature_names, **split)
+
+
+def load_wine(standardize: bool = True, seed: int = 0, **split) -> Dataset:
+    """Wine recognition (178 samples, 13 chemical measurements, 3 cultivars).
+
+    Like breast cancer, the raw features live on very different scales (proline ~750, hue ~1):
+    ``standardize=False`` keeps them raw.
+    """
+    d = skd.load_wine()
+    name = "wine" + ("" if standardize else "_raw")
     return make_split(name, d.data, d.target, seed=seed, standardize=standardize,
                       feature_names=d.feature_names, **split)

@@ -8,6 +8,7 @@ from nncourse import data
 @pytest.mark.parametrize("loader, n_features, n_classes, n_total", [
     (data.load_moons, 2, 2, 1000), (data.load_circles, 2, 2, 1000),
     (data.load_digits, 64, 10, 1797), (data.load_breast_cancer, 30, 2, 569),
+    (data.load_wine, 13, 3, 178),
 ])
 def test_loaders_give_disjoint_typed_splits(loader, n_features, n_classes, n_total):
     d = loader()
@@ -73,3 +74,9 @@ def test_make_split_from_arrays():
     d = data.make_split("toy", X, y, val_fraction=0.25, test_fraction=0.25)
     assert (len(d.y_train), len(d.y_val), len(d.y_test)) == (10, 5, 5)
     assert "toy" in repr(d)
+
+
+def test_wine_raw_features_span_orders_of_magnitude():
+    raw, std = data.load_wine(standardize=False), data.load_wine()
+    assert raw.name == "wine_raw" and raw.X_train.max() > 1000   # proline
+    assert torch.allclose(std.X_train.mean(0), torch.zeros(13), atol=1e-5)
