@@ -19,7 +19,12 @@ canvas. What keeps a slider fast (measured by ``tests/browser/bench_widgets.py``
 * the kernel renders and sends the new frame as soon as a control changes (no extra round trip);
 * only what ``draw`` changed is repainted, over a cached picture of the rest (:class:`_Layers`):
   change artists with ``set_*`` calls, and keep axes limits fixed where you can -- new limits
-  (use :func:`set_limits`, which skips unchanged ones) mean a full redraw;
+  (use :func:`set_limits`, which skips unchanged ones, or :func:`steady_limits`, which keeps
+  limits while the data fit them well) mean a full redraw, once per set of limits: pictures of
+  limits seen before are kept;
+* artists that never change (legends, gridlines, ticks) stay out of the repainted part when
+  they are drawn *before* the changing ones: a lower zorder, ``ax.set_axisbelow(True)``;
+* frames go to the browser as PNGs encoded for speed (zlib level 1), not size;
 * the layout is computed once, for the first state, and then frozen (:func:`freeze_layout`).
 
 Use ``continuous_update=False`` on sliders whose ``draw`` retrains a network.
