@@ -49,8 +49,11 @@ def pytest_terminal_summary(terminalreporter):
         return
     from tests.browser.lab import latency_table
 
-    terminalreporter.section("widget latency in JupyterLab (ms, input change -> redrawn figure)")
-    terminalreporter.write_line(latency_table(json.loads(path.read_text())))
+    data = json.loads(path.read_text())
+    rows, floor = (data, None) if isinstance(data, list) else (data["rows"], data["floor"])
+    terminalreporter.section("widget latency in JupyterLab (ms, input change -> redrawn figure; "
+                             "x: ratio to the floor)")
+    terminalreporter.write_line(latency_table(rows, floor))
 
 
 def pytest_collection_modifyitems(items):

@@ -19,7 +19,12 @@ canvas. What keeps a slider fast (measured by ``tests/browser/bench_widgets.py``
 * the kernel renders and sends the new frame as soon as a control changes (no extra round trip);
 * only what ``draw`` changed is repainted, over a cached picture of the rest (:class:`_Layers`):
   change artists with ``set_*`` calls, and keep axes limits fixed where you can -- new limits
-  (use :func:`set_limits`, which skips unchanged ones) mean a full redraw;
+  (use :func:`set_limits`, which skips unchanged ones, or :func:`steady_limits`, which keeps
+  limits while the data fit them well) mean a full redraw, once per set of limits: pictures of
+  limits seen before are kept;
+* artists that never change (legends, gridlines, ticks) stay out of the repainted part when
+  they are drawn *before* the changing ones: a lower zorder, ``ax.set_axisbelow(True)``;
+* frames go to the browser as PNGs encoded for speed (zlib level 1), not size;
 * the layout is computed once, for the first state, and then frozen (:func:`freeze_layout`).
 
 Use ``continuous_update=False`` on sliders whose ``draw`` retrains a network.
@@ -35,7 +40,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.layout_engine import PlaceHolderLayoutEngine
 
-__all__ = ["interactive_figure", "control_values", "freeze_layout", "set_limits"]
+__all__ = ["interactive_figure", "control_values", "freeze_layout", "set_limits",
+           "steady_limits"]
 
 
 def control_values(controls: Mapping) -> dict:
@@ -56,9 +62,11 @@ class _Layers:
 
     A full redraw happens whenever that would not hold: on the first frame, when the renderer,
     an axes' limits, scale or position change, or when an artist outside the overlay changes (it
-    joins the dynamic set). Assumed, as in ``interactive_figure``'s grid of subplots: axes do not
-    overlap. Changing an artist's data in place, without a ``set_*`` call, is invisible to this
-    -- as it is to matplotlib's own stale tracking.
+    joins the dynamic set). The backgrounds of the last few keys (limits, renderer) are kept, so
+    going back to limits seen before -- a dropdown switched back and forth -- is a fast frame;
+    tick labels are assumed to follow from the limits. Assumed, as in ``interactive_figure``'s
+    grid of subplots: axes do not overlap. Changing an artist's data in place, without a
+    ``set_*`` call, is invisible to this -- as it is to matplotlib's own stale tracking.
     """
 
     def __init__(self, fig: Figure):
@@ -68,6 +76,9 @@ class _Layers:
         self.background = None
         self.key = None
         self.frames = {"fast": 0, "full": 0}
+        # Earlier backgrounds of the same overlay by key (axes limits, renderer): a dropdown that
+        # switches between settings with different limits, then back, needs no full redraw.
+        self.backgrounds: dict = {}
 
     def _key(self, renderer) -> tuple:
         return (id(renderer), renderer.width, renderer.height, self.fig.dpi,
@@ -116,14 +127,25 @@ class _Layers:
 
         renderer = canvas.get_renderer()
         changed = self._changed()
+        key = self._key(renderer)
+        if key != self.key:
+            # New limits re-tick the axes: that is a full redraw now (or a cached background),
+            # not a reason to repaint the axes on every later frame (their ticks are assumed
+            # to follow from the limits, which are part of the key).
+            changed -= {a for ax in self.fig.axes for a in (ax.xaxis, ax.yaxis)}
         fast = (self.background is not None and changed <= set(self.overlay)
-                and self._key(renderer) == self.key)
+                and (key == self.key or key in self.backgrounds))
         if fast:
+            if key != self.key:
+                self.background, self.key = self.backgrounds[key], key
             renderer.restore_region(self.background)
         else:
             if self.background is not None:  # on the first frame everything is new, not "changing"
                 self.dynamic |= changed
-            self.overlay = self._build_overlay()
+            overlay = self._build_overlay()
+            if overlay != self.overlay:  # the cached backgrounds hold what is now overlay
+                self.backgrounds.clear()
+            self.overlay = overlay
             self.dynamic &= set(self.overlay)  # forget artists that were removed
             for a in self.overlay:
                 a.set_animated(True)  # Figure.draw and Axes.draw skip these; no stale flag is set
@@ -135,6 +157,9 @@ class _Layers:
             renderer = canvas.get_renderer()
             self.background = renderer.copy_from_bbox(self.fig.bbox)
             self.key = self._key(renderer)
+            if len(self.backgrounds) >= 8:  # a few screens' worth of pixels at most
+                self.backgrounds.pop(next(iter(self.backgrounds)))
+            self.backgrounds[self.key] = self.background
         for a in self.overlay:
             a.draw(renderer)
         # Everything on screen is now current: what changes before the next frame is stale again.
@@ -161,6 +186,9 @@ def _live_canvas(fig: Figure):
             finally:
                 self.manager.refresh_all()  # send the changed pixels to the browser
 
+        def get_diff_image(self):
+            return _diff_png(self)
+
     canvas = LayeredCanvas(fig)
     canvas.layers = _Layers(fig)
     FigureManager(canvas, 0)
@@ -170,6 +198,38 @@ def _live_canvas(fig: Figure):
     canvas.resizable = False
     canvas.capture_scroll = False
     return canvas
+
+
+def _diff_png(canvas) -> bytes | None:
+    """``FigureCanvasWebAggCore.get_diff_image`` (matplotlib 3.11) with a fast PNG encoder.
+
+    The frame goes to a browser on the same machine or network: the size of the PNG matters
+    little, the time spent compressing it is latency. zlib level 1 instead of PIL's default 6
+    makes the encoding several times faster, for PNGs only slightly larger (the diff frames are
+    mostly transparent).
+    """
+    from io import BytesIO
+
+    from PIL import Image
+
+    if not canvas._png_is_old:
+        return None
+    pixels = np.asarray(canvas.get_renderer().buffer_rgba())
+    buff = pixels.view(np.uint32).squeeze(2)  # one uint32 per pixel: compare whole pixels
+    if (canvas._force_full or buff.shape != canvas._last_buff.shape
+            or (pixels[:, :, 3] != 255).any()):  # transparent pixels cannot be overlaid
+        canvas.set_image_mode("full")
+        output = buff
+    else:
+        canvas.set_image_mode("diff")
+        output = np.where(buff != canvas._last_buff, buff, 0)
+    canvas._last_buff = buff.copy()
+    canvas._force_full = False
+    canvas._png_is_old = False
+    with BytesIO() as png:
+        Image.fromarray(output.view(np.uint8).reshape((*output.shape, 4))).save(
+            png, format="png", compress_level=1)
+        return png.getvalue()
 
 
 def freeze_layout(fig: Figure) -> None:
@@ -281,3 +341,49 @@ def interactive_figure(draw: Callable, controls: Mapping, nrows: int = 1, ncols:
     box.figure = fig  # for tests and for learners who want to save it
     box.redraw = redraw
     return box
+
+
+def _nice_step(span: float) -> float:
+    """A round step (1, 2 or 5 times a power of ten) near ``span / 8``."""
+    raw = span / 8
+    base = 10.0 ** np.floor(np.log10(raw))
+    return float(next(m * base for m in (1, 2, 5, 10) if m * base >= raw))
+
+
+def steady_limits(ax, axis: str, lo: float, hi: float, fill: float = 0.5,
+                  at_least: tuple[float, float] | None = None) -> bool:
+    """Show ``lo..hi`` on ``ax``'s ``axis`` ("x" or "y") without moving its limits on every change.
+
+    The current limits stay while ``lo..hi`` fits inside them and spans at least ``fill`` of
+    them (on a log axis, of their decades); otherwise they are set around ``lo..hi``, widened
+    to round values (whole decades on a log axis, multiples of a 1-2-5 step otherwise) and to
+    ``at_least``. A widget whose data move a little with each step of a slider then repaints
+    its curves over the cached background instead of redrawing the axes and their tick labels
+    each time (see :class:`_Layers`). Returns True when the limits changed.
+    """
+    if axis not in ("x", "y"):
+        raise ValueError(f"axis must be 'x' or 'y', got {axis!r}")
+    log = (ax.get_xscale() if axis == "x" else ax.get_yscale()) == "log"
+    if at_least is not None:
+        lo, hi = min(lo, at_least[0]), max(hi, at_least[1])
+    if not (np.isfinite(lo) and np.isfinite(hi)) or (log and lo <= 0):
+        return False
+    f = np.log10 if log else (lambda v: v)
+    cur = ax.get_xlim() if axis == "x" else ax.get_ylim()
+    with np.errstate(divide="ignore", invalid="ignore"):  # a log axis still at 0..1
+        c0, c1, d0, d1 = f(cur[0]), f(cur[1]), f(lo), f(hi)
+    if c0 <= d0 and d1 <= c1 and (d1 - d0) >= fill * (c1 - c0):
+        return False
+    if log:
+        new = (10.0 ** np.floor(d0), 10.0 ** max(np.ceil(d1), np.floor(d0) + 1))
+    else:
+        step = _nice_step(d1 - d0) if d1 > d0 else max(abs(d0), 1.0) / 8
+        digits = max(0, 1 - int(np.floor(np.log10(step))))  # no 0.30000000000000004
+        new = (round(step * np.floor(d0 / step), digits), round(step * np.ceil(d1 / step), digits))
+        if new[1] <= new[0]:
+            new = (new[0], new[0] + step)
+    new = (float(new[0]), float(new[1]))
+    if new == tuple(cur):
+        return False
+    (ax.set_xlim if axis == "x" else ax.set_ylim)(new)
+    return True

@@ -172,6 +172,54 @@ def test_set_limits_leaves_unchanged_limits_alone():
     assert canvas.layers.render(canvas) == "full"
 
 
+def test_limits_seen_before_reuse_their_background():
+    box, canvas, ax = _toy_widget_after_a_change()
+    ax.set_ylim(0, 20)
+    ax.set_yticks([0, 5, 10, 15, 20])  # re-ticking with new limits is part of that full redraw
+    assert canvas.layers.render(canvas) == "full"
+    assert ax.yaxis not in canvas.layers.overlay
+    ax.set_ylim(0, 10)
+    ax.set_yticks([0, 2, 4, 6, 8, 10])
+    box.children[0].children[0].value = 3
+    assert canvas.layers.render(canvas) == "fast"  # the background of 0..10, kept
+    assert np.array_equal(_pixels(canvas), _full_redraw(canvas))
+    ax.set_ylim(0, 20)
+    ax.set_yticks([0, 5, 10, 15, 20])
+    assert canvas.layers.render(canvas) == "fast"
+    assert np.array_equal(_pixels(canvas), _full_redraw(canvas))
+    ax.axhline(3, color="r")  # a new artist: the kept backgrounds no longer hold
+    assert canvas.layers.render(canvas) == "full"
+    ax.set_ylim(0, 10)
+    ax.set_yticks([0, 2, 4, 6, 8, 10])
+    assert canvas.layers.render(canvas) == "full"
+    assert np.array_equal(_pixels(canvas), _full_redraw(canvas))
+
+
+def test_steady_limits_move_only_when_the_data_leave_them_or_fill_too_little():
+    from matplotlib.figure import Figure
+
+    ax = Figure().subplots()
+    assert widgets.steady_limits(ax, "y", 0.0, 0.37)
+    assert ax.get_ylim() == (0.0, 0.4)  # round values around the data
+    assert not widgets.steady_limits(ax, "y", 0.0, 0.33)  # fits and fills enough: kept
+    assert widgets.steady_limits(ax, "y", 0.0, 0.45)  # leaves them
+    assert ax.get_ylim()[1] >= 0.45
+    assert widgets.steady_limits(ax, "y", 0.0, 0.1)  # fills too little
+    assert ax.get_ylim() == (0.0, 0.1)
+    assert widgets.steady_limits(ax, "x", -0.27, 0.27)
+    assert ax.get_xlim() == (-0.3, 0.3)  # symmetric data, symmetric limits
+    ax.set_yscale("log")
+    assert widgets.steady_limits(ax, "y", 3e-5, 20)
+    assert ax.get_ylim() == (1e-5, 100.0)  # whole decades
+    assert not widgets.steady_limits(ax, "y", 1e-4, 10)
+    assert widgets.steady_limits(ax, "y", 1e-2, 1, fill=0.9)
+    assert ax.get_ylim() == (1e-2, 1.0)
+    assert widgets.steady_limits(ax, "y", 0.5, 0.6, at_least=(1e-3, 10.0))
+    assert ax.get_ylim() == (1e-3, 10.0)
+    with pytest.raises(ValueError, match="axis must be 'x' or 'y'"):
+        widgets.steady_limits(ax, "z", 0, 1)
+
+
 def test_with_a_browser_view_open_a_change_is_rendered_at_once():
     box = _toy_widget()
     canvas = box.figure.canvas

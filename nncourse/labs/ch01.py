@@ -161,6 +161,9 @@ def explore_training(static: bool = False):
         if "image" not in state:
             state["image"] = plot_boundary(axes[0], run.probs[k], run.extent, run.X, run.y)
             state["train"], state["val"] = _loss_axes(axes[1], run)
+            # The legend under the curves (it sits where the losses are not): it is then part
+            # of the cached background, not repainted with the curves on every move.
+            axes[1].get_legend().set_zorder(1.9)
             state["marker"] = axes[1].axvline(epoch, color="k", lw=1, alpha=0.6)
         state["image"].set_data(run.probs[k])
         state["train"].set_ydata(h.train_loss)

@@ -382,7 +382,7 @@ def explore_gradients(static: bool = False, depth: int = 15, activation: str = "
     """
     import ipywidgets as W
 
-    from nncourse.widgets import interactive_figure, set_limits
+    from nncourse.widgets import interactive_figure, steady_limits
 
     controls = {
         "depth": W.IntSlider(value=depth, min=2, max=40, description="hidden layers",
@@ -417,7 +417,10 @@ def explore_gradients(static: bool = False, depth: int = 15, activation: str = "
                             color="gray", ha="left", va=va, annotation_clip=True)
         state["line"].set_data(x, shown)
         state["line"].set_color(color(activation))
-        set_limits(ax, xlim=(0.5, len(norms) + 0.5), ylim=decade_limits(norms))
+        # Limits that hold while the profile fits them well (steady_limits): a move then
+        # repaints the line over the cached axes instead of redrawing every tick label.
+        steady_limits(ax, "x", 0.5, len(norms) + 0.5, fill=0.6)
+        steady_limits(ax, "y", *decade_limits(norms))
         ax.set_title(f"{activation}, {depth} hidden layers, weights std = {scale}/√fan_in\n"
                      f"{diagnose(norms)}: first/last layer = {first_last_ratio(norms):.1e}")
 

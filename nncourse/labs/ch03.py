@@ -24,6 +24,7 @@ from functools import lru_cache
 
 import numpy as np
 import torch
+from matplotlib import ticker
 from torch import nn
 
 from nncourse import activations, init
@@ -33,7 +34,7 @@ from nncourse.env import progress
 from nncourse.models import make_mlp
 from nncourse.plotting import color
 from nncourse.training import History, evaluate, train
-from nncourse.widgets import freeze_layout, interactive_figure
+from nncourse.widgets import freeze_layout, interactive_figure, steady_limits
 
 __all__ = ["REFERENCE", "RECIPES", "CirclesRun", "circles", "circles_model", "train_circles",
            "compare_on_circles", "unit_spread", "ACTIVATIONS", "WEIGHTS", "weight_std",
@@ -408,13 +409,27 @@ def _pin_layout(fig, ax_std, ax_hist) -> None:
     if engine is None or type(engine).__name__ == "PlaceHolderLayoutEngine":
         return
     limits, ticks, hist_limits = ax_std.get_ylim(), ax_std.get_yticks(), ax_hist.get_xlim()
+    locator = ax_std.yaxis.get_major_locator()
     ax_std.set_ylim(1e-120, 1e-100)  # six-character tick labels, the widest possible
     ax_std.set_yticks(_decade_ticks(1e-120, 1e-100))
     ax_hist.set_xlim(-0.3, 0.3)
     freeze_layout(fig)
     ax_std.set_ylim(limits)
     ax_std.set_yticks(ticks)
+    if isinstance(locator, _DecadeLocator):  # the widget's: ticks follow the limits
+        ax_std.yaxis.set_major_locator(locator)
     ax_hist.set_xlim(hist_limits)
+
+
+class _DecadeLocator(ticker.Locator):
+    """Ticks at :func:`_decade_ticks` within the axis' current limits: they follow the limits
+    without a ``set_yticks`` (which would repaint the axis) on every redraw."""
+
+    def __call__(self):
+        return self.tick_values(*self.axis.get_view_interval())
+
+    def tick_values(self, vmin, vmax):
+        return _decade_ticks(min(vmin, vmax), max(vmin, vmax))
 
 
 def _decade_ticks(low: float, high: float, most: int = 6) -> np.ndarray:
@@ -440,7 +455,6 @@ def explore_initialization(static: bool = False, width: int = 128, batch: int = 
     artists are updated in place.
     """
     import ipywidgets as W
-    from matplotlib import ticker
 
     style = {"description_width": "initial"}
     controls = {
@@ -460,9 +474,13 @@ def explore_initialization(static: bool = False, width: int = 128, batch: int = 
         # Decade ticks with plain-text labels, no minor ticks: mathtext labels and minor ticks
         # were a large part of a redraw.
         ax_std.yaxis.set_major_formatter(ticker.FuncFormatter(_decade_label))
+        ax_std.yaxis.set_major_locator(_DecadeLocator())
         ax_std.yaxis.set_minor_locator(ticker.NullLocator())
         ax_std.xaxis.set_major_locator(ticker.MaxNLocator(5, integer=True, steps=[1, 2, 5, 10]))
         _label_histogram_axes(ax_hist)
+        # Ticks and gridlines under the histograms: they are then part of the cached
+        # background, not repainted with the histograms on every move.
+        ax_hist.set_axisbelow(True)
         ax_hist.xaxis.set_major_locator(ticker.MaxNLocator(5))
         ax_hist.yaxis.set_major_locator(ticker.MaxNLocator(4))
         edges = np.linspace(-1, 1, bins + 1)
@@ -483,17 +501,19 @@ def explore_initialization(static: bool = False, width: int = 128, batch: int = 
         state["line"].set_data(np.arange(1, depth + 1), shown)
         state["line"].set_color(color(activation))
         # At least 1e-3..10 on the log axis, so a healthy signal looks flat rather than zoomed in.
-        ax_std.set_xlim(0, depth + 1)
-        low, high = min(shown.min() / 2, 1e-3), max(shown.max() * 2, 10.0)
-        ax_std.set_ylim(low, high)
-        ax_std.set_yticks(_decade_ticks(low, high))
+        # Limits hold while the data fit them well (steady_limits): a move then repaints the
+        # line over the cached axes instead of redrawing every tick label.
+        steady_limits(ax_std, "x", 0, depth + 1, fill=0.6)
+        steady_limits(ax_std, "y", shown.min() / 2, shown.max() * 2, at_least=(1e-3, 10.0))
         # The scheme and its weight std in the title: Xavier and LeCun coincide for square
         # layers, and a learner who switches between them should see why nothing else moves.
         w_std = weight_std(scheme, width, width, gain)
         state["std_title"].set_text(f"{activation}, {depth} layers, "
                                     f"{WEIGHTS[scheme][0].split(':')[0]} weights (std {w_std:.3g})"
                                     f"\n→ layer {depth}: std {format_std(p.stds[-1])}")
-        limit = _histogram_limit(p)
+        # The bins span the shown range, which holds while the values fit it well.
+        steady_limits(ax_hist, "x", -_histogram_limit(p), _histogram_limit(p), fill=0.7)
+        limit = ax_hist.get_xlim()[1]
         edges = np.linspace(-limit, limit, bins + 1)
         top = 0.0
         for i, artist in enumerate(state["stairs"]):
@@ -503,8 +523,7 @@ def explore_initialization(static: bool = False, width: int = 128, batch: int = 
                 top = max(top, frac.max())
                 artist.set_label(f"layer {keep[i]}")
             artist.set_visible(i < len(keep))
-        ax_hist.set_xlim(-limit, limit)
-        ax_hist.set_ylim(0, 1.1 * top)
+        steady_limits(ax_hist, "y", 0, 1.1 * top, fill=0.3)
         state["hist_title"].set_text(f"layers {', '.join(map(str, keep))} (dark → light)")
         if not state.get("pinned"):
             _pin_layout(ax_std.figure, ax_std, ax_hist)

@@ -373,7 +373,8 @@ def explore_activation(static: bool = False, name: str = "leaky_relu", value: fl
             ax1.set_ylim(-2, 3)
             # black proxies: the curves change colour with the activation, the legend does not
             ax1.legend([Line2D([], [], color="k"), Line2D([], [], color="k", ls="--")],
-                       ["$f(x)$", "$f'(x)$"], loc="upper left")
+                       ["$f(x)$", "$f'(x)$"], loc="upper left").set_zorder(1.9)
+            # (under the curves: then part of the cached background, not repainted per move)
             state["g"], = ax2.plot(layers, norms, "o-")
             ax2.set_yscale("log")
             ax2.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -370,7 +370,8 @@ def explore_sparsity(static: bool = False, seed: int = 0):
             ax_acc.set_xlabel("fraction of weights removed (log(1 - x) spacing)")
             ax_acc.set_ylabel("validation accuracy")
             ax_acc.set_ylim(0, 1.02)
-            ax_acc.legend(loc="lower left", fontsize=8)
+            # under the curves: part of the cached background, not repainted on every move
+            ax_acc.legend(loc="lower left", fontsize=8).set_zorder(1.9)
             state["hist"] = ax_hist.stairs(np.maximum(row["hist"], 0.5), edges, baseline=0.5,
                                            fill=True, alpha=0.7)
             ax_hist.set_yscale("log")

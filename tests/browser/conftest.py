@@ -30,3 +30,11 @@ def chromium(lab_server):
 def artifacts():
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def latency_floor(lab_server, chromium):
+    """The trivial ipympl widget's latency in this server and browser (lab.measure_floor): the
+    yardstick the latency table's ratios use. Ten moves keep it light; the benchmark moves it
+    more, before and after the chapters, at 1x and 2x device pixel ratio."""
+    return lab.measure_floor(chromium, lab_server, moves=10)

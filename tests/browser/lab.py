@@ -8,6 +8,7 @@ kind).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -35,6 +36,63 @@ TEST_USER_SETTINGS = {
 }
 #: What the server serves: a copy of the course as a learner's clone has it.
 COURSE_PARTS = ["chapters", "exercises", "solutions", "docs", "README.md", "CONTRIBUTING.md"]
+
+#: The latency floor: the most trivial widget JupyterLab + ipympl can show -- one line, its data
+#: swapped with ``set_ydata`` and ``draw_idle`` on every move of a slider, in a figure of the
+#: course's default size and style with a fixed layout, drawn by plain ipympl (none of the
+#: course's redraw machinery in nncourse.widgets: each frame is a full matplotlib draw).
+#: Every latency run measures it first, in the same server and browser, and reports each control
+#: as a ratio to it: milliseconds do not carry from one machine (or one load) to another.
+FLOOR_FOLDER = "bench"
+FLOOR_NOTEBOOK = "latency_floor.ipynb"
+FLOOR_CELLS = ["""\
+import ipywidgets as W
+import numpy as np
+from ipympl.backend_nbagg import Canvas, FigureManager
+from matplotlib.figure import Figure
+
+import nncourse
+
+nncourse.setup()
+x = np.linspace(0, 2 * np.pi, 200)
+# The course's default size and dpi (nncourse.setup); a fixed layout: nothing to re-measure.
+fig = Figure(layout="none")
+ax = fig.add_axes((0.1, 0.15, 0.85, 0.75))
+line, = ax.plot(x, np.sin(x))
+ax.set(xlabel="x", ylabel="sin(x + phase)", title="latency floor", ylim=(-1.1, 1.1))
+canvas = Canvas(fig)
+FigureManager(canvas, 0)
+canvas.header_visible = canvas.footer_visible = canvas.toolbar_visible = False
+canvas.resizable = canvas.capture_scroll = False
+slider = W.FloatSlider(value=0.0, min=0.0, max=1.0, step=0.05, description="phase")
+
+
+def move(change):
+    line.set_ydata(np.sin(x + 2 * np.pi * change["new"]))
+    canvas.draw_idle()
+
+
+slider.observe(move, names="value")
+W.VBox([W.HBox([slider]), canvas])""", """\
+# For reference, not a target: the same line through the course's own widget machinery
+# (nncourse.widgets.interactive_figure: the frame is rendered at once, the line repainted over a
+# cached background). A control's ratio to this one is what its own drawing costs.
+from nncourse.widgets import interactive_figure
+
+
+def draw(axes, state, phase):
+    if "line" not in state:
+        state["line"], = axes[0].plot(x, np.sin(x))
+        axes[0].set(xlabel="x", ylabel="sin(x + phase)", title="pipeline reference",
+                    ylim=(-1.1, 1.1))
+    state["line"].set_ydata(np.sin(x + 2 * np.pi * phase))
+
+
+interactive_figure(draw, {"phase": W.FloatSlider(value=0.0, min=0.0, max=1.0, step=0.05,
+                                                 description="phase")})"""]
+#: Targets against the floor (issue #28): every control's median <= 1.3x the floor's median and
+#: p95 <= 2x the floor's p95.
+TARGET_MEDIAN, TARGET_P95 = 1.3, 2.0
 
 
 def unavailable_reason() -> str | None:
@@ -134,6 +192,27 @@ class LabServer:
     def url(self, notebook: str, folder: str = "chapters") -> str:
         return f"{self.base}/lab/tree/{folder}/{notebook}?reset&token={self.token}"
 
+    def add_floor_notebook(self) -> str:
+        """Serve the latency floor's notebook (:data:`FLOOR_CELLS`) in ``bench/``; its name."""
+        folder = self.root / FLOOR_FOLDER
+        folder.mkdir(exist_ok=True)
+        cells = [{"cell_type": "code", "execution_count": None, "id": f"floor{i}",
+                  "metadata": {}, "outputs": [], "source": src}
+                 for i, src in enumerate(FLOOR_CELLS)]
+        nb = {"cells": cells, "metadata": {"kernelspec": {
+            "display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}},
+            "nbformat": 4, "nbformat_minor": 5}
+        (folder / FLOOR_NOTEBOOK).write_text(json.dumps(nb, indent=1))
+        return FLOOR_NOTEBOOK
+
+    def shutdown_kernels(self) -> None:
+        """Stop every kernel (a closed tab leaves its kernel running, holding memory and CPU)."""
+        for session in self.api("api/sessions"):
+            req = urllib.request.Request(
+                f"{self.base}/api/sessions/{session['id']}?token={self.token}", method="DELETE")
+            with contextlib.suppress(OSError):
+                urllib.request.urlopen(req, timeout=30).close()
+
     def api(self, path: str) -> dict:
         with urllib.request.urlopen(f"{self.base}/{path}?token={self.token}", timeout=30) as r:
             return json.loads(r.read())
@@ -176,6 +255,7 @@ catch (e) { return ''; } }).join('|');
   box.addEventListener('keydown', mark, {capture: true, once: true});
   box.addEventListener('change', mark, {capture: true, once: true});
   box.addEventListener('input', mark, {capture: true, once: true});
+  box.addEventListener('mousedown', mark, {capture: true, once: true});
   window.__nnc_result = new Promise(resolve => {
     const proto = CanvasRenderingContext2D.prototype;
     const original = proto.drawImage;
@@ -216,15 +296,15 @@ class WidgetResult:
 
 
 class NotebookPage:
-    def __init__(self, page, server: LabServer, notebook: str):
-        self.page, self.server, self.notebook = page, server, notebook
+    def __init__(self, page, server: LabServer, notebook: str, folder: str = "chapters"):
+        self.page, self.server, self.notebook, self.folder = page, server, notebook, folder
         self.console_errors: list[str] = []
         page.on("console",
                 lambda m: self.console_errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: self.console_errors.append(str(e)))
 
     def open(self, timeout_ms: int = 120_000) -> None:
-        self.page.goto(self.server.url(self.notebook))
+        self.page.goto(self.server.url(self.notebook, self.folder))
         self.page.wait_for_selector(".jp-Notebook", state="attached", timeout=timeout_ms)
         self.wait_idle(timeout_ms)
 
@@ -250,7 +330,7 @@ document.querySelectorAll('.jp-CodeCell .jp-InputPrompt'));
     def save(self) -> dict:
         self.page.keyboard.press("Control+s")
         self.page.wait_for_timeout(1500)
-        return self.server.saved_notebook(self.notebook)
+        return self.server.saved_notebook(self.notebook)  # chapters/ only
 
     def widget_boxes(self):
         # A course widget: an output holding an ipywidgets VBox with a figure canvas inside.
@@ -267,6 +347,8 @@ document.querySelectorAll('.jp-CodeCell .jp-InputPrompt'));
             found.append(("slider", handle))
         for select in box.locator(".widget-dropdown select").all():
             found.append(("dropdown", select))
+        for group in box.locator(".widget-toggle-buttons").all():
+            found.append(("toggle", group))
         return found
 
     def move(self, box, kind: str, control, step: int, timeout_ms: int = 15_000) -> float:
@@ -275,6 +357,11 @@ document.querySelectorAll('.jp-CodeCell .jp-InputPrompt'));
         if kind == "slider":
             control.focus()
             self.page.keyboard.press("ArrowRight" if step % 2 == 0 else "ArrowLeft")
+        elif kind == "toggle":  # click the button after the selected one
+            buttons = control.locator("button").all()
+            active = next((i for i, b in enumerate(buttons)
+                           if "mod-active" in (b.get_attribute("class") or "")), -1)
+            buttons[(active + 1) % len(buttons)].click()
         else:
             current = control.input_value()
             values = control.locator("option").evaluate_all("os => os.map(o => o.value)")
@@ -377,14 +464,69 @@ def percentile(values: list[float], q: float) -> float:
     return v[lo] + (v[hi] - v[lo]) * (k - lo)
 
 
-def latency_table(rows: list[dict]) -> str:
-    """rows: {"notebook", "widget", "control", "latencies_ms"} -> an aligned text table."""
-    lines = [f"{'notebook':<38} {'widget':>6} {'control':<24} {'n':>3} {'median':>8} {'p95':>8}"]
+def stats(latencies: list[float]) -> dict:
+    """n, median and p95 of the moves that redrew (a -1 is a move that did not)."""
+    lat = [x for x in latencies if x >= 0]
+    return {"n": len(lat), "median": percentile(lat, 0.5), "p95": percentile(lat, 0.95)}
+
+
+def verdict(row_stats: dict, floor: dict | None) -> tuple[float, float, str]:
+    """(median ratio, p95 ratio, "ok"/"SLOW") of a control against the floor's stats."""
+    if not floor or not floor.get("n") or not row_stats["n"]:
+        return float("nan"), float("nan"), "-"
+    rm, rp = row_stats["median"] / floor["median"], row_stats["p95"] / floor["p95"]
+    return rm, rp, "ok" if rm <= TARGET_MEDIAN and rp <= TARGET_P95 else "SLOW"
+
+
+def floor_line(floor: dict) -> str:
+    line = (f"floor (trivial ipympl widget, {FLOOR_FOLDER}/{FLOOR_NOTEBOOK}): median "
+            f"{floor['median']:.0f} ms, p95 {floor['p95']:.0f} ms over {floor['n']} moves")
+    if "latencies_ms" in floor:
+        line += f" of {len(floor['latencies_ms'])}"
+    pipe = floor.get("pipeline")
+    if pipe:
+        line += (f"; course-pipeline reference: median {pipe['median']:.0f} ms, "
+                 f"p95 {pipe['p95']:.0f} ms")
+    return line
+
+
+def latency_table(rows: list[dict], floor: dict | None = None, header: bool = True) -> str:
+    """rows: {"notebook", "widget", "control", "latencies_ms"} -> an aligned text table; with the
+    floor's :func:`stats`, also each control's ratios to it and whether it meets the targets."""
+    head = f"{'notebook':<34} {'w':>2} {'control':<26} {'n':>3} {'med ms':>7} {'p95 ms':>7}"
+    lines = [head + (f" {'x med':>6} {'x p95':>6} {'target':>6}" if floor else "")]
+    if floor and header:
+        lines.insert(0, floor_line(floor) + f"; targets: median <= {TARGET_MEDIAN}x, "
+                     f"p95 <= {TARGET_P95}x the floor's")
     for r in rows:
-        lat = [x for x in r["latencies_ms"] if x >= 0]
-        lines.append(f"{r['notebook']:<38} {r['widget']:>6} {r['control'][:24]:<24} {len(lat):>3} "
-                     f"{percentile(lat, 0.5):8.0f} {percentile(lat, 0.95):8.0f}")
+        st = stats(r["latencies_ms"])
+        line = (f"{r['notebook'][:34]:<34} {r['widget']:>2} {r['control'][:26]:<26} {st['n']:>3} "
+                f"{st['median']:7.0f} {st['p95']:7.0f}")
+        if floor:
+            rm, rp, ok = verdict(st, floor)
+            line += f" {rm:6.2f} {rp:6.2f} {ok:>6}"
+        lines.append(line)
     return "\n".join(lines)
+
+
+def measure_floor(ctx, server: LabServer, moves: int = 30) -> dict:
+    """Open the floor's notebook in browser context ``ctx``, move its sliders ``moves`` times and
+    return the floor's :func:`stats` and raw latencies, with the course-pipeline reference's under
+    ``"pipeline"``; the notebook's kernel is shut down afterwards."""
+    name = server.add_floor_notebook()
+    page = NotebookPage(ctx.new_page(), server, name, folder=FLOOR_FOLDER)
+    try:
+        page.open()
+        page.run_all()
+        rows = exercise_widgets(page, None, moves=moves)
+        if len(rows) != 2 or not all(any(x >= 0 for x in r["latencies_ms"]) for r in rows):
+            raise RuntimeError(f"the latency floor's widgets did not redraw: {rows}")
+    finally:
+        page.page.close()
+        server.shutdown_kernels()
+    pipeline = {**stats(rows[1]["latencies_ms"]), "latencies_ms": rows[1]["latencies_ms"]}
+    return {**stats(rows[0]["latencies_ms"]), "latencies_ms": rows[0]["latencies_ms"],
+            "pipeline": pipeline}
 
 
 def exercise_widgets(page: NotebookPage, artifacts: Path | None, moves: int = 3) -> list[dict]:
@@ -399,10 +541,13 @@ def exercise_widgets(page: NotebookPage, artifacts: Path | None, moves: int = 3)
         if artifacts:
             box.screenshot(path=str(artifacts / f"{stem}-widget{w}-before.png"))
         for c, (kind, control) in enumerate(page.controls(box)):
-            klass = "widget-slider" if kind == "slider" else "widget-dropdown"
-            label = control.locator(f"xpath=ancestor::div[contains(@class, '{klass}')][1]"
-                                    "//label[contains(@class, 'widget-label')]")
-            text = label.first.inner_text().strip() if label.count() else ""
+            if kind == "toggle":  # named by its options
+                text = " / ".join(t.strip() for t in control.locator("button").all_inner_texts())
+            else:
+                klass = "widget-slider" if kind == "slider" else "widget-dropdown"
+                label = control.locator(f"xpath=ancestor::div[contains(@class, '{klass}')][1]"
+                                        "//label[contains(@class, 'widget-label')]")
+                text = label.first.inner_text().strip() if label.count() else ""
             label = f"{kind}: {text}" if text else f"{kind} {c}"
             start_left = False
             if kind == "slider":

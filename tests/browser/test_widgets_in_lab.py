@@ -3,9 +3,12 @@
 For each chapter that displays widgets: open it, Run All, then move every slider and change every
 dropdown and require the widget's figure to redraw, then drag every slider with the mouse and
 require the same; no "Error displaying widget", no JavaScript
-errors, no Python errors except in cells tagged raises-exception. Latencies are recorded (see the
-terminal summary and tests/browser/artifacts/latency.json); targets are checked by the benchmark
-tests/browser/bench_widgets.py, not asserted here.
+errors, no Python errors except in cells tagged raises-exception. Latencies are recorded, beside
+the floor (a trivial ipympl widget measured first in the same server and browser) and each
+control's ratio to it (see the terminal summary and tests/browser/artifacts/latency.json); the
+targets (median <= 1.3x, p95 <= 2x the floor's) are checked by the benchmark
+tests/browser/bench_widgets.py at 1x and 2x device pixel ratio, not asserted here: three moves
+on a loaded machine are too few for a verdict.
 """
 
 import json
@@ -23,7 +26,7 @@ def test_some_chapter_has_widgets():
 
 
 @pytest.mark.parametrize("notebook", [p.name for p in NOTEBOOKS])
-def test_widgets_redraw_in_jupyterlab(notebook, lab_server, chromium, artifacts):
+def test_widgets_redraw_in_jupyterlab(notebook, lab_server, chromium, artifacts, latency_floor):
     stored = json.loads((lab.ROOT / "chapters" / notebook).read_text())
     page = lab.NotebookPage(chromium.new_page(), lab_server, notebook)
     try:
@@ -33,7 +36,9 @@ def test_widgets_redraw_in_jupyterlab(notebook, lab_server, chromium, artifacts)
         assert len(boxes) == lab.widget_cell_count(stored), "every widget cell shows a live figure"
         rows = lab.exercise_widgets(page, artifacts)
         _rows.extend(rows)
-        (artifacts / "latency.json").write_text(json.dumps(_rows, indent=1))
+        floor = {k: latency_floor[k] for k in ("n", "median", "p95", "latencies_ms")}
+        (artifacts / "latency.json").write_text(json.dumps({"floor": floor, "rows": _rows},
+                                                           indent=1))
         for r in rows:
             assert all(x >= 0 for x in r["latencies_ms"]), (
                 f"widget {r['widget']} {r['control']}: the figure did not redraw")
@@ -52,3 +57,4 @@ def test_widgets_redraw_in_jupyterlab(notebook, lab_server, chromium, artifacts)
         page.page.screenshot(path=str(artifacts / f"{notebook.removesuffix('.ipynb')}-page.png"),
                              full_page=False)
         page.page.close()
+        lab_server.shutdown_kernels()
