@@ -582,14 +582,13 @@ def _digits_runs(seeds: tuple[int, ...], epochs: int, width: int, depth: int):
     data = load_digits(seed=0)  # one split; the seed changes the initial weights and batches
     out = {}
     for name, (cls, kwargs) in DIGITS_SETTINGS.items():
-        loss, acc = [], []
-        for seed in seeds:
-            model = make_mlp(64, 10, width=width, depth=depth, seed=seed)
-            h = train(model, data, epochs=epochs, optimizer=cls(model.parameters(), **kwargs),
-                      batch_size=32, seed=seed, progress=False)
-            loss.append(h.train_loss)
-            acc.append(h.val_acc[-1])
-        out[name] = {"train_loss": np.array(loss), "val_acc": np.array(acc)}
+        # the seeds train at once as one stacked model: every optimizer here is element-wise,
+        # so one optimizer over the stacked weights is each seed's own (nncourse.stacked)
+        stack = StackedMLP([make_mlp(64, 10, width=width, depth=depth, seed=s) for s in seeds])
+        hs = train_stacked(stack, data, seeds, epochs, cls(stack.parameters(), **kwargs),
+                           batch_size=32)
+        out[name] = {"train_loss": np.array([h.train_loss for h in hs]),
+                     "val_acc": np.array([h.val_acc[-1] for h in hs])}
     return out
 
 
