@@ -9,6 +9,8 @@ Every run uses the from-scratch optimizers of :mod:`nncourse.optimizers` (tested
   gradient never changes (AdaGrad's :math:`1/\\sqrt t`);
 * :func:`adam_bias_steps` -- Adam's steps with and without bias correction;
 * :func:`decay_per_coordinate` -- Adam's L2 term vs AdamW's decoupled decay, per coordinate;
+* :func:`decay_grid` / :func:`decay_edges` / :func:`plot_decay_grid` -- an lr x weight-decay grid
+  for Adam + L2 and AdamW (every run at once, as one stacked model with :class:`GridAdam`);
 * :func:`reddi` -- AMSGrad on Reddi et al.'s counterexample;
 * :func:`surface_runs` / :func:`plot_trajectories` -- every optimizer on the test surfaces;
 * :func:`digits_runs` / :func:`digits_table` -- the same network on digits, over seeds;
@@ -32,12 +34,16 @@ from nncourse.data import load_digits
 from nncourse.env import progress
 from nncourse.models import make_mlp
 from nncourse.plotting import color
+from nncourse.stacked import StackedMLP, train_stacked
 from nncourse.training import mean_sd, train
 from nncourse.widgets import interactive_figure, set_limits
 
 __all__ = ["quadratic_runs", "momentum_conventions", "measured_rate", "optimal", "rates",
            "predicted_rate", "rate_vs_momentum", "plot_rates",
-           "constant_gradient_steps", "adam_bias_steps", "decay_per_coordinate", "reddi",
+           "constant_gradient_steps", "adam_bias_steps", "decay_per_coordinate", "GridAdam",
+           "DECAY_GRID", "decay_grid", "tolerated_decay", "decay_edges", "decay_table",
+           "plot_decay_grid",
+           "reddi",
            "NAMES", "make", "SURFACE_LR", "surface_runs", "steps_table", "plot_trajectories",
            "DIGITS_SETTINGS", "digits_runs", "digits_table", "mislabelled_baseline",
            "explore_optimizer"]
@@ -283,6 +289,201 @@ def reddi(amsgrad: bool, steps: int = 1500, C: float = 3.0, lr: float = 0.5) -> 
     return path
 
 
+class GridAdam(torch.optim.Optimizer):
+    r"""Adam (``decoupled=False``: L2 in the gradient, as :class:`nncourse.optimizers.Adam`) or
+    AdamW (``decoupled=True``, :class:`nncourse.optimizers.AdamW`) over the stacked members of a
+    :class:`nncourse.stacked.StackedMLP`, member :math:`k` with its own learning rate ``lr[k]``
+    and weight decay ``weight_decay[k]`` (1-D tensors).
+
+    The update is :class:`nncourse.optimizers.Adam`'s, written with tensors where that has
+    numbers, so one call updates every member of a hyper-parameter grid at once;
+    ``tests/labs/test_ch06.py`` checks each member against ``torch.optim.Adam`` /
+    ``torch.optim.AdamW`` trained alone."""
+
+    def __init__(self, params, lr: torch.Tensor, weight_decay: torch.Tensor, decoupled: bool,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+        # float64, so float32 rounding of the settings never enters a float64 run
+        lr = torch.as_tensor(lr, dtype=torch.float64)
+        weight_decay = torch.as_tensor(weight_decay, dtype=torch.float64)
+        if lr.ndim != 1 or lr.shape != weight_decay.shape:
+            raise ValueError("GridAdam: lr and weight_decay must be 1-D tensors of the same "
+                             f"length (one per member), got shapes {tuple(lr.shape)} and "
+                             f"{tuple(weight_decay.shape)}")
+        super().__init__(params, dict(lr=lr, weight_decay=weight_decay, decoupled=decoupled,
+                                      betas=betas, eps=eps))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["step"] = 0
+                    state["exp_avg"] = torch.zeros_like(p)
+                    state["exp_avg_sq"] = torch.zeros_like(p)
+                state["step"] += 1
+                t = state["step"]
+                shape = (-1,) + (1,) * (p.ndim - 1)  # member k's value on its slice p[k]
+                lr = group["lr"].to(p.dtype).reshape(shape)
+                wd = group["weight_decay"].to(p.dtype).reshape(shape)
+                g = p.grad
+                if group["decoupled"]:
+                    p.mul_(1 - lr * wd)
+                else:
+                    g = g + wd * p
+                m = state["exp_avg"].lerp_(g, 1 - beta1)
+                v = state["exp_avg_sq"].mul_(beta2).addcmul_(g, g, value=1 - beta2)
+                denom = (v.sqrt() / math.sqrt(1 - beta2 ** t)).add_(group["eps"])
+                p.sub_(lr / (1 - beta1 ** t) * m / denom)
+
+
+#: The lr x weight-decay grid: learning rates (rows) and, per optimizer, the decays (columns).
+DECAY_GRID = {"lrs": (3e-3, 1e-2, 3e-2),
+              "adam": (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1),
+              "adamw": (1e-2, 3e-2, 1e-1, 3e-1, 1.0, 3.0, 10.0)}
+
+
+@lru_cache(maxsize=2)
+def _decay_grid(name, lrs, wds, seeds, epochs, n_train, width, batch_size):
+    data = load_digits(seed=0).subset_train(n_train, seed=0)
+    combos = [(lr, wd, s) for lr in lrs for wd in wds for s in seeds]
+    stack = StackedMLP([make_mlp(64, 10, width=width, depth=1, seed=s) for *_, s in combos])
+    opt = GridAdam(stack.parameters(), torch.tensor([c[0] for c in combos]),
+                   torch.tensor([c[1] for c in combos]), decoupled=name == "adamw")
+    hs = train_stacked(stack, data, [c[2] for c in combos], epochs, opt, batch_size=batch_size)
+    shape = (len(lrs), len(wds), len(seeds))
+    loss = np.array([h.val_loss[-1] if not h.diverged else math.nan for h in hs]).reshape(shape)
+    acc = np.array([h.val_acc[-1] if not h.diverged else 0.1 for h in hs]).reshape(shape)
+    return loss, acc
+
+
+def decay_grid(seeds: Sequence[int] = (0, 1, 2), epochs: int = 16, n_train: int = 400,
+               width: int = 32, batch_size: int = 64) -> dict:
+    r"""Adam with L2 (``Adam(weight_decay=λ)``) and AdamW (torch's: :math:`\theta \leftarrow
+    (1 - \eta\lambda)\theta`) on the lr x weight-decay grid of :data:`DECAY_GRID`: a digits
+    MLP (64-``width``-10) on ``n_train`` training images, ``epochs`` epochs, once per seed.
+
+    Every run of the grid trains at once, as one stacked model (:mod:`nncourse.stacked`, with
+    :class:`GridAdam` giving each member its own lr and decay). Returns ``{"lrs": ..., name:
+    {"wds": ..., "val_loss": (lrs, wds, seeds), "val_acc": ...}}``; a diverged run has
+    validation loss NaN and accuracy 0.1.
+    """
+    seeds = tuple(int(s) for s in seeds)
+    if not seeds:
+        raise ValueError("decay_grid: seeds must be a non-empty sequence of ints")
+    epochs = check_int(epochs, "epochs", fn="decay_grid")
+    out = {"lrs": np.array(DECAY_GRID["lrs"])}
+    for name in ("adam", "adamw"):
+        loss, acc = _decay_grid(name, DECAY_GRID["lrs"], DECAY_GRID[name], seeds, epochs,
+                                n_train, width, batch_size)
+        out[name] = {"wds": np.array(DECAY_GRID[name]), "val_loss": loss, "val_acc": acc}
+    return out
+
+
+def tolerated_decay(loss: np.ndarray, wds: Sequence[float], factor: float = 1.25) -> np.ndarray:
+    """Per row of ``loss`` (learning rates x decays), the decay at which the validation loss
+    first reaches ``factor`` times the row's loss at the smallest decay: the edge of the good
+    region. Interpolated linearly in log(decay); NaN where the row never gets there."""
+    logw = np.log10(np.asarray(wds, dtype=float))
+    out = np.full(loss.shape[0], math.nan)
+    for i, row in enumerate(np.asarray(loss, dtype=float)):
+        limit = factor * row[0]
+        above = np.flatnonzero(~(row < limit))  # NaN (diverged) counts as above
+        if len(above) and above[0] > 0:
+            j = above[0]
+            hi = row[j] if np.isfinite(row[j]) else limit
+            frac = (limit - row[j - 1]) / (hi - row[j - 1]) if hi > row[j - 1] else 1.0
+            out[i] = 10 ** (logw[j - 1] + frac * (logw[j] - logw[j - 1]))
+    return out
+
+
+def decay_edges(grid: dict, factor: float = 1.25) -> dict[str, dict[str, np.ndarray]]:
+    """For each optimizer of :func:`decay_grid`, the edge of the good region per learning rate
+    (:func:`tolerated_decay` of the mean over seeds, and of each seed alone: ``(lrs, seeds)``)."""
+    out = {}
+    for name in ("adam", "adamw"):
+        loss, wds = grid[name]["val_loss"], grid[name]["wds"]
+        out[name] = {"mean": tolerated_decay(np.nanmean(loss, 2), wds, factor),
+                     "seeds": np.stack([tolerated_decay(loss[:, :, s], wds, factor)
+                                        for s in range(loss.shape[2])], 1)}
+    return out
+
+
+def decay_table(grid: dict, edges: dict) -> list[str]:
+    """Lines: the edge per learning rate in both parametrisations, how far it moves over the
+    grid's learning rates (decades; 0 = aligned with the axes) and its spread over seeds."""
+    lrs = grid["lrs"]
+    lines = [f"{'lr':>6}   {'Adam + L2: edge λ':>17}{'lr x λ':>10}   {'AdamW: edge wd':>15}"
+             f"{'lr x wd':>10}"]
+    a, w = edges["adam"]["mean"], edges["adamw"]["mean"]
+    for i, lr in enumerate(lrs):
+        lines.append(f"{lr:>6g}   {a[i]:>17.2g}{lr * a[i]:>10.2g}   {w[i]:>15.2g}"
+                     f"{lr * w[i]:>10.2g}")
+
+    def moves(v):  # decades between the edge's extremes; NaN without two edges
+        v = np.log10(v[np.isfinite(v)])
+        return v.max() - v.min() if len(v) > 1 else math.nan
+
+    lines.append(f"{'moves':>6}   {moves(a):>14.2f} dec{moves(lrs * a):>6.2f} dec   "
+                 f"{moves(w):>12.2f} dec{moves(lrs * w):>6.2f} dec")
+    per_seed = np.concatenate([np.ptp(np.log10(edges[n]["seeds"]), axis=1)
+                               for n in ("adam", "adamw")])
+    spread = per_seed[np.isfinite(per_seed)].max() if np.isfinite(per_seed).any() else math.nan
+    for name, label in (("adam", "Adam + L2"), ("adamw", "AdamW")):
+        loss = np.nanmean(grid[name]["val_loss"], 2)
+        i, j = np.unravel_index(np.nanargmin(loss), loss.shape)
+        lines.append(f"{label}: lowest mean val loss {loss[i, j]:.3f} (lr {lrs[i]:g}, decay "
+                     f"{grid[name]['wds'][j]:g}); at the smallest decay, best lr: "
+                     f"{np.nanmin(loss[:, 0]):.3f}")
+    n = grid["adam"]["val_loss"].shape[2]
+    lines.append(f"(edge: decay where the mean val loss of {n} seeds reaches 1.25x its value at "
+                 f"the smallest decay; one seed alone moves it by at most {spread:.2f} decades)")
+    return lines
+
+
+def plot_decay_grid(grid: dict, edges: dict):
+    """Mean validation loss over the grid as heatmaps: Adam + L2 and AdamW against (lr, decay)
+    in torch's parametrisation (left pair) and against (lr, lr x decay), the decay per step that
+    Loshchilov & Hutter hold fixed (right pair, the same runs sheared). White dots: the edge of
+    the good region (:func:`decay_edges`)."""
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
+
+    lrs = np.log10(grid["lrs"])
+    fig, axes = plt.subplots(1, 4, figsize=(13, 3.4), layout="constrained")
+    norm = LogNorm(0.15, 2.5)
+    for col, (product, name) in enumerate([(False, "adam"), (False, "adamw"), (True, "adam"),
+                                           (True, "adamw")]):
+        ax = axes[col]
+        wds = np.log10(grid[name]["wds"])
+        loss = np.nanmean(grid[name]["val_loss"], 2)
+        loss = np.where(np.isfinite(loss), loss, 2.5)
+        # cell corners in log10 space; the product view shifts each column by log10(lr)
+        xe = np.concatenate([lrs - 0.25, [lrs[-1] + 0.25]])
+        ye = np.concatenate([wds - 0.25, [wds[-1] + 0.25]])
+        X, Y = np.meshgrid(xe, ye, indexing="ij")
+        if product:
+            Y = Y + X
+        mesh = ax.pcolormesh(10 ** X, 10 ** Y, loss, norm=norm, cmap="viridis_r",
+                             shading="flat")
+        edge = edges[name]["mean"]
+        ax.plot(grid["lrs"], edge * (grid["lrs"] if product else 1), "o-", color="w", ms=5,
+                lw=1.2, label="edge: loss 1.25x")
+        label = "λ" if name == "adam" else "wd"
+        ax.set(xscale="log", yscale="log", xlabel="learning rate",
+               ylabel=f"lr x {label} (decay per step)" if product else f"weight decay {label}",
+               title=f"{'Adam + L2' if name == 'adam' else 'AdamW'}"
+                     f"{', sheared' if product else ''}")
+        ax.set_xticks(grid["lrs"], [f"{v:g}" for v in grid["lrs"]])
+        ax.minorticks_off()
+    axes[0].legend(loc="lower left", fontsize=7)
+    fig.colorbar(mesh, ax=axes, label="val loss (mean of seeds, log scale)", shrink=0.9)
+    plt.show()
+
+
 # --- 3. trajectories on the test surfaces ---------------------------------------------------
 
 #: One learning rate per optimizer and surface (default beta), each picked from a scan of
@@ -382,14 +583,13 @@ def _digits_runs(seeds: tuple[int, ...], epochs: int, width: int, depth: int):
     data = load_digits(seed=0)  # one split; the seed changes the initial weights and batches
     out = {}
     for name, (cls, kwargs) in progress(DIGITS_SETTINGS.items(), desc="optimizers"):
-        loss, acc = [], []
-        for seed in seeds:
-            model = make_mlp(64, 10, width=width, depth=depth, seed=seed)
-            h = train(model, data, epochs=epochs, optimizer=cls(model.parameters(), **kwargs),
-                      batch_size=32, seed=seed, progress=False)
-            loss.append(h.train_loss)
-            acc.append(h.val_acc[-1])
-        out[name] = {"train_loss": np.array(loss), "val_acc": np.array(acc)}
+        # the seeds train at once as one stacked model: every optimizer here is element-wise,
+        # so one optimizer over the stacked weights is each seed's own (nncourse.stacked)
+        stack = StackedMLP([make_mlp(64, 10, width=width, depth=depth, seed=s) for s in seeds])
+        hs = train_stacked(stack, data, seeds, epochs, cls(stack.parameters(), **kwargs),
+                           batch_size=32)
+        out[name] = {"train_loss": np.array([h.train_loss for h in hs]),
+                     "val_acc": np.array([h.val_acc[-1] for h in hs])}
     return out
 
 

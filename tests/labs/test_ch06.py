@@ -114,3 +114,62 @@ def test_momentum_conventions():
     c = lab.momentum_conventions()
     assert c["constant"][0] == pytest.approx(c["constant"][1], abs=1e-12)
     assert abs(c["changed"][0] - c["changed"][1]) > 1e-2
+
+
+@pytest.mark.parametrize("decoupled", [False, True])
+def test_grid_adam_equals_torch_run_by_run(decoupled):
+    from nncourse.models import make_mlp
+    from nncourse.stacked import StackedMLP
+
+    lrs, wds = [1e-3, 1e-2, 3e-2], [1e-2, 1.0, 0.3]
+    models = [make_mlp(8, 3, width=5, depth=1, seed=s).double() for s in range(3)]
+    stack = StackedMLP(models)
+    opt = lab.GridAdam(stack.parameters(), lrs, wds, decoupled)
+    cls = torch.optim.AdamW if decoupled else torch.optim.Adam
+    refs = [cls(m.parameters(), lr=lr, weight_decay=wd) for m, lr, wd in zip(models, lrs, wds)]
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(30):
+        x = torch.randn(6, 8, dtype=torch.float64, generator=gen)
+        y = torch.randint(0, 3, (6,), generator=gen)
+        out = stack(x.expand(3, 6, 8))
+        loss = sum(torch.nn.functional.cross_entropy(out[k], y) for k in range(3))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        for m, ref in zip(models, refs):
+            ref.zero_grad()
+            torch.nn.functional.cross_entropy(m(x), y).backward()
+            ref.step()
+    for k, m in enumerate(models):
+        for p, q in zip(m.parameters(), stack.member(k).parameters()):
+            torch.testing.assert_close(p, q, rtol=1e-10, atol=1e-12)
+
+
+def test_grid_adam_rejects_mismatched_hyperparameters():
+    with pytest.raises(ValueError, match="same length"):
+        lab.GridAdam([torch.zeros(2, 3, requires_grad=True)], torch.tensor([1e-3, 1e-2]),
+                     torch.tensor([0.1]), decoupled=True)
+
+
+def test_tolerated_decay_interpolates_the_edge():
+    loss = np.array([[1.0, 1.0, 1.5, 3.0],       # reaches 1.25 halfway between decays 2 and 3
+                     [1.0, 1.1, 1.2, 1.24],      # never gets there
+                     [1.0, np.nan, 2.0, 2.0]])   # a diverged run counts as past the edge
+    edge = lab.tolerated_decay(loss, [1e-3, 1e-2, 1e-1, 1.0])
+    assert edge[0] == pytest.approx(10 ** -1.5)
+    assert np.isnan(edge[1])
+    assert edge[2] == pytest.approx(1e-2)
+
+
+def test_decay_grid_small_and_its_table():
+    grid = lab.decay_grid(seeds=(0, 1), epochs=2, n_train=100)
+    for name in ("adam", "adamw"):
+        assert grid[name]["val_loss"].shape == (len(lab.DECAY_GRID["lrs"]),
+                                                len(lab.DECAY_GRID[name]), 2)
+        # the largest decays wreck the network: loss far above the smallest decay's
+        assert np.all(np.nanmean(grid[name]["val_loss"][:, -1], 1)
+                      > np.nanmean(grid[name]["val_loss"][:, 0], 1))
+    edges = lab.decay_edges(grid)
+    assert edges["adam"]["seeds"].shape == (len(lab.DECAY_GRID["lrs"]), 2)
+    lines = lab.decay_table(grid, edges)
+    assert any(line.strip().startswith("moves") for line in lines) and "2 seeds" in lines[-1]
