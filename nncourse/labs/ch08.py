@@ -155,20 +155,27 @@ def fit_seeds(name: str = "baseline", seeds: tuple = SEEDS, eval_every: int | No
 def fit_settings(settings: dict, seeds: tuple = SEEDS,
                  eval_every: int | None = None) -> list[list[Run]]:
     """:func:`fit_seeds` for several settings at once, ``{name: {setting: value}}``: one list of
-    runs per setting, in order, and all of them trained as few batches as possible."""
-    specs = []
+    runs per setting, in order, and all of them trained as few batches as possible. A setting
+    may give its own ``"seeds"``."""
+    specs, sizes = [], []
     for name, kw in settings.items():
-        for s in seeds:
+        kw = dict(kw)
+        own = tuple(kw.pop("seeds", seeds))
+        sizes.append(len(own))
+        for s in own:
             spec = dict(kw, name=name, seed=s)
             if eval_every is not None:
                 spec["eval_every"] = eval_every
             elif s == 0:
-                spec["_reuse"] = True      # any cached run, else one with a curve
+                spec["_reuse"] = "any"     # any cached run, else one with a curve
             else:
                 spec["eval_every"] = 0
             specs.append(spec)
-    runs = fit_many(specs)
-    return [runs[i:i + len(seeds)] for i in range(0, len(runs), len(seeds))]
+    runs, out = fit_many(specs), []
+    for n in sizes:
+        out.append(runs[:n])
+        runs = runs[n:]
+    return out
 
 
 def fit_many(specs) -> list[Run]:
@@ -213,7 +220,7 @@ def clear_cache() -> None:
     grid_runs.cache_clear()
 
 
-def _normalize(spec: dict) -> tuple[str, tuple, int, bool]:
+def _normalize(spec: dict) -> tuple[str, tuple, int, str | None]:
     """``(name, training key, validation cadence, reuse)`` of one :func:`fit_many` spec. The
     training key lists the shared settings (:data:`_SHARED`) first, then the per-run ones."""
     unknown = set(spec) - set(_DEFAULTS) - {"name", "_reuse"}
@@ -233,14 +240,17 @@ def _normalize(spec: dict) -> tuple[str, tuple, int, bool]:
            s["epochs"], float(s["momentum"]), float(s["l2"]), float(s["l1"]),
            bool(s["l1_proximal"]), float(s["dropout"]),
            None if s["max_norm"] is None else float(s["max_norm"]), s["seed"])
-    return s.get("name", "baseline"), key, cadence, bool(s.get("_reuse"))
+    return s.get("name", "baseline"), key, cadence, s.get("_reuse")
 
 
-def _cached(train_key: tuple, cadence: int, reuse: bool = False) -> Run | None:
-    """The cached run with these settings: the same validation cadence, or any cadence when only
-    the final network is asked for (``cadence == 0``) or ``reuse`` is set."""
+def _cached(train_key: tuple, cadence: int, reuse: str | None = None) -> Run | None:
+    """The cached run with these settings: the same validation cadence; any run when only the
+    final network is asked for (``cadence == 0``) or ``reuse == "any"``; any run with a
+    validation curve when ``reuse == "curve"``. (A run not found is trained with ``cadence``.)"""
     if cadence == 0 or reuse:
-        return next((r for (k, _), r in _RUNS.items() if k == train_key), None)
+        curve = reuse == "curve"
+        return next((r for (k, c), r in _RUNS.items() if k == train_key and (c or not curve)),
+                    None)
     return _RUNS.get((train_key, cadence))
 
 
@@ -617,7 +627,8 @@ def grid_runs(epochs: int = RECIPE["epochs"], l2_grid: tuple = L2_GRID,
     ``{(l2, p): {"probs", "boundary", "train_loss", "val_loss", "train_acc", "val_acc"}}``."""
     pairs = [(l2, p) for l2 in l2_grid for p in dropout_grid]
     out = {}
-    runs = fit_many([dict(l2=l2, dropout=p, epochs=epochs) for l2, p in pairs])
+    # any run already trained with these settings (e.g. the baseline, scored every epoch)
+    runs = fit_many([dict(l2=l2, dropout=p, epochs=epochs, _reuse="curve") for l2, p in pairs])
     for (l2, p), r in zip(pairs, runs):
         h = r.history
         probs = probability_grid(r.model)
@@ -665,7 +676,7 @@ def explore_regularization(static: bool = False, epochs: int = RECIPE["epochs"],
             state["image"].set_data(run["probs"])
             state["contour"].set_segments(run["boundary"])
             state["train"].set_ydata(run["train_loss"])
-            state["val"].set_ydata(run["val_loss"])
+            state["val"].set_data(run["val_epochs"], run["val_loss"])
         # the training loss is measured with dropout on: say so only when there is dropout
         label = "train (dropout on)" if p > 0 else "train"
         state["train"].set_label(label)
