@@ -264,7 +264,16 @@ def neuron_scores(model: nn.Sequential, layer: int, method: str = "weight",
         return torch.rand(lin.out_features, generator=torch.Generator().manual_seed(seed))
     if X is None:
         raise ValueError(f"method {method!r} needs inputs X (training data) to measure activations")
-    a = hidden_activations(model, X)[layer]
+    return _scores(model, layer, method, hidden_activations(model, X)[layer], seed)
+
+
+@torch.no_grad()
+def _scores(model: nn.Sequential, layer: int, method: str, a: torch.Tensor | None,
+            seed: int) -> torch.Tensor:
+    """:func:`neuron_scores` given the layer's activations ``a`` (needed by the data-based
+    criteria only)."""
+    if method in ("weight", "random") or a is None:
+        return neuron_scores(model, layer, method, seed=seed)
     if method == "activation":
         return a.abs().mean(0)
     return _redundancy_scores(a)
@@ -370,11 +379,13 @@ def prune_neurons(model: nn.Sequential, amount: float, method: str = "weight",
         raise ValueError("compensate=True needs inputs X (training data)")
     pruned = model
     for layer in range(len(_hidden_linear_indices(model))):
-        scores = neuron_scores(pruned, layer, method, X, seed=seed + layer)
+        # one forward pass gives the activations both the criterion and the repair use
+        acts = (hidden_activations(pruned, X)[layer]
+                if compensate or method in ("activation", "redundancy") else None)
+        scores = _scores(pruned, layer, method, acts, seed + layer)
         k = min(n_to_prune(amount, scores.numel()), scores.numel() - 1)
         drop = torch.argsort(scores, stable=True)[:k].tolist()
-        acts = hidden_activations(pruned, X)[layer] if compensate else None
-        pruned = remove_neurons(pruned, layer, drop, activations=acts)
+        pruned = remove_neurons(pruned, layer, drop, activations=acts if compensate else None)
     return pruned if pruned is not model else copy.deepcopy(model)
 
 

@@ -14,6 +14,7 @@ dropout rate, from a precomputed grid of runs).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -22,22 +23,22 @@ import numpy as np
 import torch
 from torch import nn
 
+from nncourse._validate import check_int
 from nncourse.data import Dataset, load_digits, load_moons
 from nncourse.env import progress
-from nncourse.models import make_mlp
+from nncourse.models import linear_layers, make_mlp
 from nncourse.plotting import color
 from nncourse.regularization import (
     Dropout,
-    EarlyStopping,
-    MaxNorm,
-    WeightPenalty,
+    _Patience,
     expected_calibration_error,
     mc_dropout_predict,
 )
-from nncourse.training import Callback, History, accuracy, eval_mode, evaluate, mean_sd, train
+from nncourse.training import History, accuracy, eval_mode, mean_sd, train
 from nncourse.widgets import interactive_figure
 
-__all__ = ["RECIPE", "SEEDS", "noisy_moons", "Run", "fit", "fit_seeds", "mean_sd", "seed_table",
+__all__ = ["RECIPE", "SEEDS", "noisy_moons", "Run", "fit", "fit_seeds", "fit_settings", "fit_many",
+           "clear_cache", "mean_sd", "seed_table",
            "paired_differences",
            "dropout_loss_modes", "mc_dropout_scores", "fit_digits", "table", "plot_curves",
            "plot_boundaries", "probability_grid", "boundary_lines", "L2_GRID", "DROPOUT_GRID",
@@ -99,20 +100,19 @@ class Run:
                 f"gap {self.gap:+6.1%}")
 
 
-class _EvaluateEvery(Callback):
-    """Score the validation set every ``every`` epochs (and at the last one) into the history;
-    ``history.extra["val_epochs"]`` says which epochs. Runs before the other callbacks, so
-    early stopping sees the new value."""
+#: The seeds over which the chapter averages a comparison. A seed sets the initialization, the
+#: dropout masks and which 40 training points are drawn; seed 0 is the run shown everywhere else.
+SEEDS = (0, 1, 2, 3, 4)
 
-    def __init__(self, X, y, every: int, epochs: int):
-        self.X, self.y, self.every, self.epochs = X, y, every, epochs
-
-    def on_epoch_end(self, model, epoch, history):
-        if epoch % self.every == 0 or epoch in (1, self.epochs):
-            loss, acc = evaluate(model, self.X, self.y)
-            history.val_loss.append(loss)
-            history.val_acc.append(acc)
-            history.extra.setdefault("val_epochs", []).append(epoch)
+#: Settings that every run of one batch shares (see :func:`fit_many`); the others (penalties,
+#: dropout rate, max-norm bound, seed, how often the validation set is scored) may differ.
+_SHARED = ("n_train", "width", "depth", "patience", "monitor", "epochs", "momentum")
+_DEFAULTS = {"n_train": 40, "width": RECIPE["width"], "depth": RECIPE["depth"], "l2": 0.0,
+             "l1": 0.0, "l1_proximal": True, "dropout": 0.0, "max_norm": None, "patience": None,
+             "monitor": "val_loss", "epochs": RECIPE["epochs"], "momentum": RECIPE["momentum"],
+             "eval_every": None, "seed": 0}
+#: Trained runs by (training settings, validation cadence); see :func:`fit_many`.
+_RUNS: dict[tuple, Run] = {}
 
 
 def fit(name: str = "baseline", *, n_train: int = 40, width: int = RECIPE["width"],
@@ -130,57 +130,290 @@ def fit(name: str = "baseline", *, n_train: int = 40, width: int = RECIPE["width
     ``monitor`` (``"val_loss"`` or ``"val_acc"``, restoring the best weights; the validation set
     is then scored every epoch). ``seed`` sets the initialization, the dropout masks *and* which
     40 points are drawn from the pool (:func:`noisy_moons`); seed 0 is the chapter's running
-    example. Cached: the same settings return the same :class:`Run`.
+    example. The validation curve is scored every ``eval_every`` epochs (default
+    ``RECIPE["eval_every"]``; 0: only the final network is scored). Cached: the same settings
+    return the same :class:`Run`. Several runs at once: :func:`fit_many`.
     """
-    every = 1 if patience else (eval_every or RECIPE["eval_every"])
-    run = _fit(n_train, width, depth, float(l2), float(l1), bool(l1_proximal), float(dropout),
-               None if max_norm is None else float(max_norm), patience, monitor, epochs,
-               float(momentum), every, seed)
-    if run.name != name:
-        run = Run(name, run.model, run.history, run.train_acc, run.val_acc, run.test_acc,
-                  run.extra, run.data)
-    return run
+    return fit_many([dict(name=name, n_train=n_train, width=width, depth=depth, l2=l2, l1=l1,
+                          dropout=dropout, l1_proximal=l1_proximal, max_norm=max_norm,
+                          patience=patience, monitor=monitor, epochs=epochs, momentum=momentum,
+                          eval_every=eval_every, seed=seed)])[0]
 
 
-@lru_cache(maxsize=256)
-def _fit(n_train, width, depth, l2, l1, l1_proximal, dropout, max_norm, patience, monitor,
-         epochs, momentum, eval_every, seed) -> Run:
-    data = noisy_moons(n_train, seed=0, sample=seed)
-    model = make_mlp(2, 1, width=width, depth=depth, init="he_normal", dropout=dropout,
-                     seed=seed)
-    callbacks = [_EvaluateEvery(data.X_val, data.y_val, eval_every, epochs)]
-    if l2:
-        callbacks.append(WeightPenalty("l2", l2))
-    if l1:
-        callbacks.append(WeightPenalty("l1", l1, proximal=l1_proximal))
-    if max_norm is not None:
-        callbacks.append(MaxNorm(max_norm))
-    stopper = EarlyStopping(patience=patience, monitor=monitor) if patience else None
-    if stopper:
-        callbacks.append(stopper)
-    # Dropout draws its masks from the global generator: seed it per run, so that a run does
-    # not depend on which runs came before it (the cache makes the call order vary).
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        history = train(model, data, epochs=epochs, lr=RECIPE["lr"], momentum=momentum,
-                        clip_norm=RECIPE["clip_norm"], batch_size=None, callbacks=callbacks,
-                        seed=seed, evaluate_val=False)
-    extra = {}
-    if stopper:
-        extra = {"best_epoch": stopper.best_epoch, "stopped_epoch": stopper.stopped_epoch}
-    return Run("", model, history, accuracy(model, data.X_train, data.y_train),
-               accuracy(model, data.X_val, data.y_val), accuracy(model, data.X_test, data.y_test),
-               extra, data)
+def fit_seeds(name: str = "baseline", seeds: tuple = SEEDS, eval_every: int | None = None,
+              **settings) -> list[Run]:
+    """One setting of :func:`fit` once per seed, for a mean and a spread (cached, trained side by
+    side as one batch by :func:`fit_many`).
+
+    A table over seeds needs only the final networks: the seeds other than 0 are scored at the
+    end, and seed 0 -- the chapter's running example -- is the run already trained with these
+    settings if there is one, else a new one with a validation curve. Give ``eval_every`` to
+    record every seed's curve.
+    """
+    return fit_settings({name: settings}, seeds, eval_every)[0]
 
 
-#: The seeds over which the chapter averages a comparison. A seed sets the initialization, the
-#: dropout masks and which 40 training points are drawn; seed 0 is the run shown everywhere else.
-SEEDS = (0, 1, 2, 3, 4)
+def fit_settings(settings: dict, seeds: tuple = SEEDS,
+                 eval_every: int | None = None) -> list[list[Run]]:
+    """:func:`fit_seeds` for several settings at once, ``{name: {setting: value}}``: one list of
+    runs per setting, in order, and all of them trained as few batches as possible. A setting
+    may give its own ``"seeds"``."""
+    specs, sizes = [], []
+    for name, kw in settings.items():
+        kw = dict(kw)
+        own = tuple(kw.pop("seeds", seeds))
+        sizes.append(len(own))
+        for s in own:
+            spec = dict(kw, name=name, seed=s)
+            if eval_every is not None:
+                spec["eval_every"] = eval_every
+            elif s == 0:
+                spec["_reuse"] = "any"     # any cached run, else one with a curve
+            else:
+                spec["eval_every"] = 0
+            specs.append(spec)
+    runs, out = fit_many(specs), []
+    for n in sizes:
+        out.append(runs[:n])
+        runs = runs[n:]
+    return out
 
 
-def fit_seeds(name: str = "baseline", seeds: tuple = SEEDS, **settings) -> list[Run]:
-    """:func:`fit` once per seed (cached): the runs of one setting, for a mean and a spread."""
-    return [fit(name, seed=s, **settings) for s in progress(seeds, desc=f"{name}, seeds")]
+def fit_many(specs) -> list[Run]:
+    """Train several runs of :func:`fit` at once: ``specs`` is a list of dicts of its arguments
+    (``name`` included); returns one :class:`Run` per spec, in order.
+
+    Runs that share the network, the data size, the epochs and the early-stopping rule are
+    trained side by side as one batch: each weight tensor gets a leading "run" axis and every
+    step is one batched matrix product per layer (``torch.baddbmm``) instead of one small product
+    per run -- on a 40-point task the cost of a step is mostly the fixed cost of each operation,
+    so a batch of 16 runs costs about as much as 4 single runs. The batch changes nothing in a
+    run: each run does exactly the arithmetic of ``nncourse.training.train`` with the chapter's
+    callbacks (same products, same clipping, same dropout masks and batch order from its own
+    seeded generators), so it is bit for bit the run :func:`fit` would train alone, whatever else
+    is in the batch (``tests/labs/test_ch08.py`` checks both).
+    """
+    out, todo = [], {}
+    for spec in specs:
+        name, train_key, cadence, reuse = _normalize(spec)
+        run = _cached(train_key, cadence, reuse)
+        out.append((name, train_key, cadence, run))
+        if run is None:
+            todo.setdefault(train_key[:len(_SHARED)], {})[train_key, cadence] = None
+    for shared, members in todo.items():
+        # a run asked for with and without a curve is trained once, with the curve
+        members = [(k, c) for k, c in members if c or not any(k == k2 and c2 for k2, c2 in members)]
+        for (train_key, cadence), run in zip(members, _train_batch(shared, members)):
+            _RUNS[train_key, cadence] = run
+    runs = []
+    for name, train_key, cadence, run in out:
+        run = run or _cached(train_key, cadence)
+        if run.name != name:
+            run = Run(name, run.model, run.history, run.train_acc, run.val_acc, run.test_acc,
+                      run.extra, run.data)
+        runs.append(run)
+    return runs
+
+
+def clear_cache() -> None:
+    """Forget every trained run (the next :func:`fit` trains again)."""
+    _RUNS.clear()
+    grid_runs.cache_clear()
+
+
+def _normalize(spec: dict) -> tuple[str, tuple, int, str | None]:
+    """``(name, training key, validation cadence, reuse)`` of one :func:`fit_many` spec. The
+    training key lists the shared settings (:data:`_SHARED`) first, then the per-run ones."""
+    unknown = set(spec) - set(_DEFAULTS) - {"name", "_reuse"}
+    if unknown:
+        raise TypeError(f"fit: unknown setting(s) {', '.join(sorted(unknown))}; "
+                        f"known: {', '.join(_DEFAULTS)}")
+    s = {**_DEFAULTS, **spec}
+    if s["monitor"] not in ("val_loss", "val_acc"):
+        raise ValueError(f"fit: monitor must be 'val_loss' or 'val_acc', got {s['monitor']!r}")
+    if s["patience"]:
+        cadence = 1                         # early stopping looks at every epoch
+    elif s["eval_every"] is None:
+        cadence = RECIPE["eval_every"]
+    else:
+        cadence = check_int(s["eval_every"], "eval_every", low=0, fn="fit")
+    key = (s["n_train"], s["width"], s["depth"], s["patience"] or None, s["monitor"],
+           s["epochs"], float(s["momentum"]), float(s["l2"]), float(s["l1"]),
+           bool(s["l1_proximal"]), float(s["dropout"]),
+           None if s["max_norm"] is None else float(s["max_norm"]), s["seed"])
+    return s.get("name", "baseline"), key, cadence, s.get("_reuse")
+
+
+def _cached(train_key: tuple, cadence: int, reuse: str | None = None) -> Run | None:
+    """The cached run with these settings: the same validation cadence; any run when only the
+    final network is asked for (``cadence == 0``) or ``reuse == "any"``; any run with a
+    validation curve when ``reuse == "curve"``. (A run not found is trained with ``cadence``.)"""
+    if cadence == 0 or reuse:
+        curve = reuse == "curve"
+        return next((r for (k, c), r in _RUNS.items() if k == train_key and (c or not curve)),
+                    None)
+    return _RUNS.get((train_key, cadence))
+
+
+def _train_batch(shared: tuple, members: list[tuple[tuple, int]]) -> list[Run]:
+    """Train the runs ``members`` (``(training key, cadence)`` pairs sharing ``shared``) as one
+    batch; see :func:`fit_many`. Mirrors ``training.train`` with the callbacks
+    ``WeightPenalty`` (L2, then L1), ``MaxNorm`` and ``EarlyStopping`` operation by operation."""
+    n_train, width, depth, patience, monitor, epochs, momentum = shared
+    cfg = [dict(zip(("l2", "l1", "prox", "p", "c", "seed"), k[len(_SHARED):])) for k, _ in members]
+    every = [c for _, c in members]
+    S, lr, clip = len(members), RECIPE["lr"], RECIPE["clip_norm"]
+    datas = [noisy_moons(n_train, seed=0, sample=m["seed"]) for m in cfg]
+    nets = [make_mlp(2, 1, width=width, depth=depth, init="he_normal", dropout=m["p"],
+                     seed=m["seed"]) for m in cfg]
+    layers = [linear_layers(net) for net in nets]
+    # one tensor per layer with a leading run axis; weights as nn.Linear stores them (out, in)
+    W = [torch.stack([ls[i].weight.detach() for ls in layers]).requires_grad_()
+         for i in range(depth + 1)]
+    B = [torch.stack([ls[i].bias.detach() for ls in layers]).unsqueeze(1).requires_grad_()
+         for i in range(depth + 1)]
+    params = [t for pair in zip(W, B) for t in pair]          # model.parameters() order
+    opt = torch.optim.SGD(params, lr=lr, momentum=momentum)
+
+    def per_run(values):                                       # a (S, 1, 1) column of settings
+        return torch.tensor(values, dtype=torch.float32).view(S, 1, 1)
+
+    l2 = per_run([m["l2"] for m in cfg])
+    l1_sub = per_run([m["l1"] if not m["prox"] else 0.0 for m in cfg])
+    prox = [s for s, m in enumerate(cfg) if m["prox"] and m["l1"] > 0]
+    threshold = per_run([lr * m["l1"] if s in prox else 0.0 for s, m in enumerate(cfg)])
+    bound = per_run([math.inf if m["c"] is None else m["c"] for m in cfg])
+    use_l2, use_sub = any(m["l2"] for m in cfg), bool(l1_sub.any())
+    use_bound = any(m["c"] is not None for m in cfg)
+    # each run's own generators: train()'s batch order (seeded with the run's seed) and the
+    # global generator its dropout layers draw from (seeded with the seed in fit)
+    order_gen = [torch.Generator().manual_seed(m["seed"]) for m in cfg]
+    drop = {s: (m["p"], torch.Generator().manual_seed(m["seed"]))
+            for s, m in enumerate(cfg) if m["p"] > 0}
+    for p, gen in drop.values():        # train() first runs the model on 2 points (train mode)
+        for _ in range(depth):
+            torch.empty(2, width).bernoulli_(1 - p, generator=gen)
+    X = torch.stack([d.X_train for d in datas])
+    Y = torch.stack([d.y_train for d in datas])
+    rows = torch.arange(S).unsqueeze(1)
+    X_val, y_val = datas[0].X_val, datas[0].y_val
+    ones = torch.ones(n_train, width)
+
+    def forward(idx, x, train):
+        # all runs: the batch tensors themselves; some runs (validation): a copy of their rows
+        pick = (lambda t: t) if len(idx) == S else (lambda t: t[idx])
+        h = x
+        for i in range(depth):
+            h = torch.relu(torch.baddbmm(pick(B[i]), h, pick(W[i]).mT))
+            if train and drop:
+                # nn.Dropout's arithmetic: a Bernoulli(1 - p) mask divided by 1 - p, per run
+                h = h * torch.stack([ones if s not in drop else torch.empty(n_train, width)
+                                     .bernoulli_(1 - drop[s][0], generator=drop[s][1])
+                                     .div_(1 - drop[s][0]) for s in idx])
+        # the one-logit output layer run by run: a batched matrix-vector product takes another
+        # code path than nn.Linear's (other last bits); these small products are the same
+        return [torch.addmm(b, a, w.mT).reshape(-1)
+                for b, a, w in zip(pick(B[-1]).unbind(0), h.unbind(0), pick(W[-1]).unbind(0))]
+
+    @torch.no_grad()
+    def project():                      # reg.max_norm_ on every weight (rows = units)
+        for w in W:
+            norms = torch.linalg.vector_norm(w, 2, dim=2, keepdim=True)
+            w.mul_(torch.where(norms > bound, (norms + 1e-7).reciprocal() * bound,
+                               torch.ones_like(norms)))
+
+    everyone = list(range(S))
+    hist = [History() for _ in range(S)]
+    rules = ([_Patience(patience, 0.0, "min" if monitor == "val_loss" else "max")
+              for _ in range(S)] if patience else None)
+    best_state, best_epoch, stopped = [None] * S, [None] * S, [None] * S
+    final = [None] * S                  # weights of a run that stopped before the last epoch
+    if use_bound:
+        project()
+    losses_t, correct_t = [], []
+    for epoch in progress(range(1, epochs + 1), desc=f"{S} runs at once, epochs"):
+        order = torch.stack([torch.randperm(n_train, generator=g) for g in order_gen])
+        xb, yb = X[rows, order], Y[rows, order]
+        outs = forward(everyone, xb, True)
+        losses = torch.stack([nn.functional.binary_cross_entropy_with_logits(o, t.float())
+                              for o, t in zip(outs, yb.unbind(0))])
+        opt.zero_grad(set_to_none=True)
+        losses.sum().backward()
+        with torch.no_grad():
+            # clip_grad_norm_ run by run: the norm of the per-tensor norms, then one factor
+            norms = torch.stack([torch.linalg.vector_norm(t.grad.flatten(1), 2.0, dim=1)
+                                 for t in params], 1)
+            total = torch.linalg.vector_norm(norms, 2.0, dim=1)
+            factor = torch.clamp((total + 1e-6).reciprocal() * clip, max=1.0)
+            for t in params:
+                t.grad.mul_(factor.view(S, *[1] * (t.ndim - 1)))
+            for w in W:                 # WeightPenalty.on_before_step: L2, then L1 subgradient
+                if use_l2:
+                    w.grad.add_(l2 * w)
+                if use_sub:
+                    w.grad.add_(l1_sub * torch.sign(w))
+        opt.step()
+        with torch.no_grad():
+            if prox:                    # reg.soft_threshold_ with lr * lambda, proximal runs only
+                for w in W:
+                    shrunk = torch.sign(w[prox]) * (w[prox].abs() - threshold[prox]).clamp_min(0.0)
+                    w[prox] = shrunk
+            if use_bound:
+                project()
+            losses_t.append(losses.detach())
+            correct_t.append(torch.stack([((o > 0).long() == t).sum() for o, t in
+                                          zip(outs, yb.unbind(0))]))
+            live = [s for s in everyone if final[s] is None]
+            finite = torch.isfinite(losses).tolist()
+            for s in live:
+                if not finite[s]:       # train() stops a run whose loss is not finite
+                    hist[s].diverged = True
+                    final[s] = (epoch, [t[s].clone() for t in params])
+            due = [s for s in live if finite[s] and every[s]
+                   and (epoch % every[s] == 0 or epoch in (1, epochs))]
+            if due:
+                x_val = X_val.expand(len(due), -1, -1).contiguous()
+                for s, o in zip(due, forward(due, x_val, False)):
+                    h = hist[s]
+                    h.val_loss.append(nn.functional.binary_cross_entropy_with_logits(
+                        o, y_val.float()).item())
+                    h.val_acc.append(((o > 0).long() == y_val).float().mean().item())
+                    h.extra.setdefault("val_epochs", []).append(epoch)
+                    if rules:
+                        value = h.val_loss[-1] if monitor == "val_loss" else h.val_acc[-1]
+                        improved, stop = rules[s].update(epoch, value)
+                        if improved:
+                            best_epoch[s] = epoch
+                            best_state[s] = [t[s].clone() for t in params]
+                        if stop:
+                            stopped[s] = epoch
+                            final[s] = (epoch, [t[s].clone() for t in params])
+        if all(f is not None for f in final):
+            break
+    losses_all, correct_all = torch.stack(losses_t), torch.stack(correct_t)
+    runs = []
+    for s, (net, data) in enumerate(zip(nets, datas)):
+        ran, state = final[s] or (len(losses_t), [t[s].detach() for t in params])
+        if best_state[s] is not None:   # EarlyStopping restores the best epoch's weights
+            state = best_state[s]
+        with torch.no_grad():
+            for layer, w, b in zip(linear_layers(net), state[0::2], state[1::2]):
+                layer.weight.copy_(w)
+                layer.bias.copy_(b.reshape(-1))
+        net.eval()
+        h = hist[s]
+        h.train_loss = losses_all[:ran, s].tolist()
+        h.train_acc = [c / n_train for c in correct_all[:ran, s].tolist()]
+        h.lr = [lr] * ran
+        h.epochs_run = ran
+        extra = {}
+        if rules:
+            extra = {"best_epoch": best_epoch[s], "stopped_epoch": stopped[s]}
+            h.extra.update(extra)
+        runs.append(Run("", net, h, accuracy(net, data.X_train, data.y_train),
+                        accuracy(net, data.X_val, data.y_val),
+                        accuracy(net, data.X_test, data.y_test), extra, data))
+    return runs
 
 
 def seed_table(groups, test: bool = False) -> str:
@@ -393,16 +626,17 @@ def grid_runs(epochs: int = RECIPE["epochs"], l2_grid: tuple = L2_GRID,
               dropout_grid: tuple = DROPOUT_GRID) -> dict:
     """What the widget shows for every (L2 strength, dropout rate) pair, computed once:
     ``{(l2, p): {"probs", "boundary", "train_loss", "val_loss", "train_acc", "val_acc"}}``."""
+    pairs = [(l2, p) for l2 in l2_grid for p in dropout_grid]
     out = {}
-    for l2 in progress(l2_grid, desc="L2 grid"):
-        for p in dropout_grid:
-            r = fit(l2=l2, dropout=p, epochs=epochs)
-            h = r.history
-            probs = probability_grid(r.model)
-            out[l2, p] = {"probs": probs, "boundary": boundary_lines(probs),
-                          "train_loss": h.train_loss, "val_loss": h.val_loss,
-                          "val_epochs": r.val_epochs,
-                          "train_acc": r.train_acc, "val_acc": r.val_acc}
+    # any run already trained with these settings (e.g. the baseline, scored every epoch)
+    runs = fit_many([dict(l2=l2, dropout=p, epochs=epochs, _reuse="curve") for l2, p in pairs])
+    for (l2, p), r in zip(pairs, runs):
+        h = r.history
+        probs = probability_grid(r.model)
+        out[l2, p] = {"probs": probs, "boundary": boundary_lines(probs),
+                      "train_loss": h.train_loss, "val_loss": h.val_loss,
+                      "val_epochs": r.val_epochs,
+                      "train_acc": r.train_acc, "val_acc": r.val_acc}
     return out
 
 
@@ -443,7 +677,7 @@ def explore_regularization(static: bool = False, epochs: int = RECIPE["epochs"],
             state["image"].set_data(run["probs"])
             state["contour"].set_segments(run["boundary"])
             state["train"].set_ydata(run["train_loss"])
-            state["val"].set_ydata(run["val_loss"])
+            state["val"].set_data(run["val_epochs"], run["val_loss"])
         # the training loss is measured with dropout on: say so only when there is dropout
         label = "train (dropout on)" if p > 0 else "train"
         state["train"].set_label(label)

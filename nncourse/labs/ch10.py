@@ -104,9 +104,11 @@ def finetune_curves(model: nn.Module, data: Dataset, sparsities=FINETUNE_SPARSIT
 def criteria_curves(model: nn.Sequential, data: Dataset, fractions=NEURON_FRACTIONS,
                     compensate: bool = False) -> dict[str, list[float]]:
     """Validation accuracy after removing each fraction of hidden neurons, per criterion."""
+    # removing no neuron leaves the network as it is: its accuracy, measured once
+    dense = accuracy(model, data.X_val, data.y_val)
     return {method: [accuracy(P.prune_neurons(model, f, method, X=data.X_train,
                                               compensate=compensate), data.X_val, data.y_val)
-                     for f in fractions]
+                     if f else dense for f in fractions]
             for method in P.NEURON_CRITERIA}
 
 

@@ -48,7 +48,7 @@ def test_widget_compute_and_redraw():
 
 def test_dropout_run_does_not_depend_on_earlier_runs():
     a = lab.fit(dropout=0.5, epochs=4, seed=3).history.train_loss
-    lab._fit.cache_clear()
+    lab.clear_cache()
     torch.rand(10)                                              # move the global generator
     lab.fit(dropout=0.2, epochs=4, seed=3)
     b = lab.fit(dropout=0.5, epochs=4, seed=3).history.train_loss
@@ -78,7 +78,8 @@ def test_mean_sd():
 def test_fit_seeds_and_seed_table():
     runs = lab.fit_seeds("two seeds", seeds=(0, 1), epochs=3)
     assert [r.name for r in runs] == ["two seeds"] * 2
-    assert runs[1].model is lab.fit(seed=1, epochs=3).model           # cached, shared
+    assert runs[1].model is lab.fit(seed=1, epochs=3, eval_every=0).model   # cached, shared
+    assert len(runs[0].history.val_loss) == 2 and not runs[1].history.val_loss  # curve: seed 0
     w0, w1 = (next(r.model.parameters()) for r in runs)
     assert not torch.equal(w0, w1)                                     # the seed changes the init
     text = lab.seed_table([runs, runs[:1]], test=True).splitlines()
@@ -162,3 +163,81 @@ def test_widget_legend_says_dropout_on_only_with_dropout():
     assert legend.get_texts()[0].get_text() == "train (dropout on)"
     p_slider.value = 0.0
     assert legend.get_texts()[0].get_text() == "train"
+
+
+def _reference_fit(n_train=40, l2=0.0, l1=0.0, l1_proximal=True, dropout=0.0, max_norm=None,
+                   patience=None, monitor="val_loss", epochs=25, eval_every=5, seed=0):
+    """One run the plain way: nncourse.training.train with the regularization callbacks."""
+    from nncourse import regularization as reg
+    from nncourse.models import make_mlp
+    from nncourse.training import Callback, evaluate, train
+
+    class Every(Callback):
+        def on_epoch_end(self, model, epoch, history):
+            if epoch % eval_every == 0 or epoch in (1, epochs):
+                loss, acc = evaluate(model, data.X_val, data.y_val)
+                history.val_loss.append(loss)
+                history.val_acc.append(acc)
+
+    data = lab.noisy_moons(n_train, seed=0, sample=seed)
+    model = make_mlp(2, 1, width=64, depth=3, init="he_normal", dropout=dropout, seed=seed)
+    callbacks = [Every()]
+    if l2:
+        callbacks.append(reg.WeightPenalty("l2", l2))
+    if l1:
+        callbacks.append(reg.WeightPenalty("l1", l1, proximal=l1_proximal))
+    if max_norm is not None:
+        callbacks.append(reg.MaxNorm(max_norm))
+    if patience:
+        callbacks.append(reg.EarlyStopping(patience=patience, monitor=monitor))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)                   # dropout masks come from the global generator
+        history = train(model, data, epochs=epochs, lr=0.1, momentum=0.9, clip_norm=5.0,
+                        batch_size=None, callbacks=callbacks, seed=seed, progress=False,
+                        evaluate_val=False)
+    return model, history
+
+
+BATCH_CASES = [dict(), dict(dropout=0.5, seed=2), dict(l2=0.01, l1=0.003, l1_proximal=False),
+               dict(l1=0.01), dict(max_norm=0.5, dropout=0.3, seed=1),
+               dict(patience=3, monitor="val_acc", eval_every=1, seed=3), dict(n_train=80)]
+
+
+def test_batched_runs_are_bit_for_bit_the_plain_training_loop():
+    lab.clear_cache()
+    specs = [{k: v for k, v in case.items()} for case in BATCH_CASES]
+    runs = lab.fit_many([dict(s, epochs=25) for s in specs])       # two batches (n_train)
+    alone = lab.fit(epochs=25, dropout=0.5, seed=2, eval_every=0)
+    assert alone.model is runs[1].model                            # cached across cadences
+    for case, run in zip(BATCH_CASES, runs):
+        model, history = _reference_fit(**case)
+        assert run.history.train_loss == history.train_loss, case
+        assert run.history.train_acc == history.train_acc, case
+        assert run.history.val_loss == history.val_loss, case
+        assert run.history.val_acc == history.val_acc, case
+        for a, b in zip(run.model.parameters(), model.parameters()):
+            assert torch.equal(a, b), case
+        if case.get("patience"):
+            assert run.extra["best_epoch"] == history.extra["best_epoch"]
+            assert run.extra["stopped_epoch"] == history.extra["stopped_epoch"]
+
+
+def test_a_run_does_not_depend_on_its_batch():
+    lab.clear_cache()
+    mixed = lab.fit_many([dict(dropout=0.5, seed=2, epochs=15), dict(l1=0.01, epochs=15),
+                          dict(max_norm=1.0, seed=4, epochs=15)])
+    lab.clear_cache()
+    alone = lab.fit(dropout=0.5, seed=2, epochs=15)
+    assert alone.history.train_loss == mixed[0].history.train_loss
+    assert all(torch.equal(a, b) for a, b in zip(alone.model.parameters(),
+                                                  mixed[0].model.parameters()))
+
+
+def test_fit_settings_and_bad_settings():
+    groups = lab.fit_settings({"a": dict(l2=0.01, epochs=3), "b": dict(dropout=0.3, epochs=3)},
+                              seeds=(0, 1))
+    assert [[r.name for r in g] for g in groups] == [["a", "a"], ["b", "b"]]
+    with pytest.raises(TypeError, match="unknown setting"):
+        lab.fit_many([dict(lr=0.1)])
+    with pytest.raises(ValueError, match="monitor"):
+        lab.fit(patience=3, monitor="loss")
