@@ -61,3 +61,12 @@ def test_chapter_files_lists_the_repository_chapters():
     found = links.chapter_files(ROOT)
     assert found["05"] == "05_normalization.ipynb"
     assert all((ROOT / "chapters" / name).is_file() for name in found.values())
+
+
+@pytest.mark.parametrize("notebook", sorted(
+    [p.relative_to(ROOT).as_posix() for p in (ROOT / "chapters").glob("*.ipynb")]
+    + [p.relative_to(ROOT).as_posix() for p in (ROOT / "solutions").glob("*.ipynb")]))
+def test_every_chapter_mention_in_the_course_is_a_link(notebook):
+    missing = links.unlinked(ROOT / notebook, links.chapter_files(ROOT))
+    assert not missing, (f"{notebook}: run python -m nncourse.course.links {notebook} "
+                         f"(unlinked mentions: {missing})")
