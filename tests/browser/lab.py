@@ -221,21 +221,41 @@ class LabServer:
         return json.loads((self.root / "chapters" / notebook).read_text())
 
 
+_PLAYWRIGHT = None
+
+
+def _playwright():
+    """One Playwright driver per process, started on first use: a second ``sync_playwright()``
+    while one is running fails ("Sync API inside the asyncio loop"), and a test session may hold
+    the JupyterLab browser while another test opens its own (the site test)."""
+    global _PLAYWRIGHT
+    if _PLAYWRIGHT is None:
+        import atexit
+
+        from playwright.sync_api import sync_playwright
+
+        _PLAYWRIGHT = sync_playwright().start()
+        atexit.register(_stop, _PLAYWRIGHT)
+    return _PLAYWRIGHT
+
+
+def _stop(driver) -> None:
+    with contextlib.suppress(Exception):
+        driver.stop()
+
+
 @contextmanager
 def browser(user_data_dir: Path, device_scale_factor: float = 1):
     """Headless Chromium; ``device_scale_factor=2`` is a high-DPI laptop screen, where ipympl
     renders figures at twice the pixels in each direction."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        ctx = p.chromium.launch_persistent_context(
-            user_data_dir=str(user_data_dir), executable_path=CHROMIUM, headless=True,
-            args=CHROMIUM_ARGS, viewport={"width": 1400, "height": 1000},
-            device_scale_factor=device_scale_factor)
-        try:
-            yield ctx
-        finally:
-            ctx.close()
+    ctx = _playwright().chromium.launch_persistent_context(
+        user_data_dir=str(user_data_dir), executable_path=CHROMIUM, headless=True,
+        args=CHROMIUM_ARGS, viewport={"width": 1400, "height": 1000},
+        device_scale_factor=device_scale_factor)
+    try:
+        yield ctx
+    finally:
+        ctx.close()
 
 
 # Resolves with the ms between the next keydown/change on the control and the first animation

@@ -27,8 +27,11 @@ def test_start_notebook_opens_and_exercises_are_one_click_away(lab_server, chrom
     page = chromium.new_page()
     try:
         nb = lab.NotebookPage(page, lab_server, "00_start_here.ipynb")
-        # a learner's first start: forget the tabs earlier tests on this server left open (the
-        # widget tests open other chapters, and JupyterLab restores its default workspace)
+        # a learner's first start: no kernel running, and no tabs left open by earlier tests on
+        # this server (the widget tests open other chapters, and JupyterLab restores its default
+        # workspace; a notebook reopened on its old kernel asks it for widget models it no
+        # longer has)
+        lab_server.shutdown_kernels()
         page.request.delete(f"{lab_server.base}/lab/api/workspaces/default",
                             headers={"Authorization": f"token {lab_server.token}"})
         page.goto(f"{lab_server.base}/?token={lab_server.token}")
