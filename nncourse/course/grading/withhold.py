@@ -150,14 +150,13 @@ _PLANS: dict[str, Plan] = {}  # master digest -> plan (the preflight and the bat
 def plan(master, timeout: int = 1800) -> Plan:
     """Which reference implementations the sandbox of ``master``'s exercise can do without.
 
-    First every check is run here on the master's functions alone (:func:`_quick_probe`).
-    When one does not pass that way (an answer reads notebook state, such as chapter 02's
-    ``moons``), the master -- the instructor's own, trusted notebook -- is run top to bottom in
-    a subprocess of the grader (:func:`_run_master`), every check through proxies as in the
-    sandbox. That tells which checks cannot run in the grader, and which reference
-    implementations the sandbox's side of the run calls (kept under a private name, see
-    :func:`withhold`, besides those other library code refers to). The result is cached per
-    master.
+    The master -- the instructor's own, trusted notebook -- is run top to bottom in a subprocess
+    of the grader (:func:`_run_master`), every check through proxies as in the sandbox. That
+    tells which checks cannot run in the grader, and which reference implementations the
+    sandbox's side of the run calls through library code: those are kept under a private name
+    (see :func:`withhold`), every other one is withheld in full. A notebook without references
+    only has its checks probed on the master's functions here (:func:`_quick_probe`). The
+    result is cached per master.
     """
     import hashlib
     import json
