@@ -6,6 +6,8 @@ on chapters/00_start_here.ipynb with the whole course in the file browser, no ne
 exercises/00_warmup.ipynb one double-click away, its setup cell running.
 """
 
+import shutil
+
 from tests.browser import lab
 
 NEWS_TOAST = "official Jupyter news"
@@ -32,6 +34,10 @@ def test_start_notebook_opens_and_exercises_are_one_click_away(lab_server, chrom
         # workspace; a notebook reopened on its old kernel asks it for widget models it no
         # longer has)
         lab_server.shutdown_kernels()
+        for name in ("chapters/00_start_here.ipynb", "exercises/00_warmup.ipynb"):
+            # as released: the widget tests save the chapters they drive, with widget views whose
+            # models lived in a kernel that is gone
+            shutil.copy(lab.ROOT / name, lab_server.root / name)
         page.request.delete(f"{lab_server.base}/lab/api/workspaces/default",
                             headers={"Authorization": f"token {lab_server.token}"})
         page.goto(f"{lab_server.base}/?token={lab_server.token}")
