@@ -162,6 +162,16 @@ def _scan(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
     return found, odd
 
 
+def top_level(folder: Path) -> list[os.DirEntry]:
+    """The entries of a submissions folder by name, without hidden ones (.ipynb_checkpoints,
+    .DS_Store, .git: never submissions); ValueError when it cannot be listed."""
+    try:
+        top = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError as exc:
+        raise ValueError(f"cannot list {folder}: {exc.strerror or exc}") from None
+    return [e for e in top if not e.name.startswith(".")]
+
+
 def find_submissions(folder: Path, master: Path) -> list[Entry]:
     """One :class:`Entry` per student notebook under ``folder``, and one per entry not graded.
 
@@ -172,13 +182,7 @@ def find_submissions(folder: Path, master: Path) -> list[Entry]:
     entry saying why they are not graded.
     """
     out: list[Entry] = []
-    try:
-        top = sorted(os.scandir(folder), key=lambda e: e.name)
-    except OSError as exc:
-        raise ValueError(f"cannot list {folder}: {exc.strerror or exc}") from None
-    for e in top:
-        if e.name.startswith("."):  # .ipynb_checkpoints, .DS_Store, .git: never submissions
-            continue
+    for e in top_level(folder):
         path = Path(e.path)
         if e.is_symlink():
             if not e.name.endswith(".ipynb"):

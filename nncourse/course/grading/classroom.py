@@ -15,10 +15,9 @@ test per exercise with its ``score``, ``max_score`` and the check's message as `
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path, PurePosixPath
 
-from nncourse.course.grading.batch import DUPLICATE, NOT_GRADED, SKIPPED, Entry, Grade
+from nncourse.course.grading.batch import DUPLICATE, NOT_GRADED, SKIPPED, Entry, Grade, top_level
 
 __all__ = ["expand_pattern", "find_by_pattern", "gradescope_results", "write_gradescope"]
 
@@ -57,13 +56,7 @@ def find_by_pattern(folder: Path, pattern: str) -> list[Entry]:
     ``pattern``, named after the folder; or why it is not graded (no match, several matches,
     not a folder)."""
     out: list[Entry] = []
-    try:
-        top = sorted(os.scandir(folder), key=lambda e: e.name)
-    except OSError as exc:
-        raise ValueError(f"cannot list {folder}: {exc.strerror or exc}") from None
-    for e in top:
-        if e.name.startswith("."):
-            continue
+    for e in top_level(folder):
         path = Path(e.path)
         if e.is_symlink() or not e.is_dir(follow_symlinks=False):
             out.append(Entry(e.name, path, SKIPPED, "with --pattern, each student is a folder "
