@@ -230,8 +230,22 @@ def test_batch_finishes_with_a_row_per_submission(batch):
                                   "corrupt", "v3", "mallory", "fifo", "huge", "'=2+3", "empty",
                                   "linked"}
     assert "per minute" in proc.stdout and "passed" in proc.stdout  # the class summary
+    assert "median seconds per notebook" in proc.stdout and "kernel start" in proc.stdout
     header = next(csv.reader(open(batch["out"] / "gradebook.csv")))
     assert header[:6] == ["student", "0.1 (1)", "0.2 (1)", "0.3 (2)", "total (4)", "status"]
+
+
+def test_timing_says_where_a_notebooks_seconds_went(batch):
+    """grades.json's breakdown (docs/grading.md, "Speed"): every part is there, none negative,
+    and the parts measured inside the worker fit inside its time, which fits inside the row's."""
+    t, seconds = batch["records"]["alice"]["timing"], batch["records"]["alice"]["seconds"]
+    inside = ("setup", "kernel_start", "instructor", "guards", "answers", "checks", "shutdown",
+              "cleanup")
+    grader = ("rebuild", "job_write", "worker", "result_read", "static_flags")
+    assert set(inside + grader + ("kernel_cpu", "worker_cpu")) <= set(t), sorted(t)
+    assert all(t[k] >= 0 for k in inside + grader)
+    assert sum(t[k] for k in inside) <= t["worker"] + 0.01
+    assert sum(t[k] for k in grader) <= seconds + 0.1
 
 
 def test_submissions_are_byte_identical_and_nothing_was_planted(batch):

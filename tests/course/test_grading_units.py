@@ -210,8 +210,49 @@ def test_remove_files_of_sweeps_only_that_users_files(tmp_path):
     assert removed == [str(mine)] and theirs.exists() and kept.exists()
 
 
+def test_processes_of_counts_live_processes_not_zombies():
+    """A zombie has exited: waiting for it to vanish cost ~1 s per notebook, until its parent
+    reaps it, and it can no longer do anything a kill would stop."""
+    import subprocess
+    import sys
+    import time
+
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        for _ in range(500):  # until the child has exited (its /proc entry stays: not reaped)
+            with open(f"/proc/{dead.pid}/stat", "rb") as f:
+                if f.read().rsplit(b")", 1)[1].split()[0] == b"Z":
+                    break
+            time.sleep(0.01)
+        mine = sandbox._processes_of(os.getuid())
+        assert live.pid in mine and os.getpid() in mine
+        assert os.path.exists(f"/proc/{dead.pid}") and dead.pid not in mine
+    finally:
+        live.kill()
+        live.wait()
+        dead.wait()
+
+
 def test_limits_and_signal_names():
     with pytest.raises(ValueError, match="cell_timeout must be a positive integer"):
         Limits(cell_timeout=0)
     assert "SIGSEGV" in _signal_name(-11) and "segmentation" in _signal_name(-11)
     assert _signal_name(3) == "exit code 3"
+
+
+def test_time_breakdown_is_the_median_of_each_part_and_names_the_rest():
+    from nncourse.course.grading.batch import ERROR, OK, Grade
+    from nncourse.course.grading.reports import time_breakdown
+
+    def row(start, cells, seconds, status=OK):
+        return Grade("s", "s.ipynb", "", status, seconds=seconds,
+                     timing={"kernel_start": start, "instructor": cells, "checks": 0.5,
+                             "kernel_cpu": 2.0})
+
+    grades = [row(1.0, 2.0, 4.0), row(2.0, 3.0, 9.0), row(3.0, 4.0, 8.0),
+              row(50.0, 50.0, 100.0, status=ERROR)]  # not graded: left out
+    assert time_breakdown(grades) == (
+        "median seconds per notebook (3 graded): kernel start 2.00, instructor cells 3.00, "
+        "checks 0.50, other 0.50; kernel CPU 2.00")
+    assert time_breakdown([]) == "" and time_breakdown(grades[3:]) == ""

@@ -429,6 +429,7 @@ def kernel_env(package: Path) -> dict[str, str]:
 
 def _execute(nb, scratch: _Scratch, limits: Limits, budget: float) -> dict:
     """Run ``nb`` in a fresh sandboxed kernel; return the worker's result with the executed nb."""
+    t0 = time.monotonic()
     job, work, uid = scratch.new_job()
     nbformat.write(nb, job / "notebook.ipynb")
     spec = {
@@ -450,8 +451,10 @@ def _execute(nb, scratch: _Scratch, limits: Limits, budget: float) -> dict:
         "max_message": limits.max_message,
     }
     (job / "job.json").write_text(json.dumps(spec))
+    t1 = time.monotonic()
     # the worker enforces the deadline itself; this is the backstop
     scratch.worker().run(job / "job.json", budget + limits.startup_timeout + 30)
+    t2 = time.monotonic()
     if uid is not None:
         sandbox.kill_user(uid)
     try:
@@ -460,6 +463,9 @@ def _execute(nb, scratch: _Scratch, limits: Limits, budget: float) -> dict:
         if size > 2 * limits.notebook_output_cap + 2**21:
             raise ValueError(f"the executed notebook is {size} bytes, over the cap")
         result["notebook"] = nbformat.read(job / "executed.ipynb", as_version=4)
+        timing = result.setdefault("timing", {})
+        timing["job_write"], timing["worker"], timing["result_read"] = (
+            round(t1 - t0, 3), round(t2 - t1, 3), round(time.monotonic() - t2, 3))
     except (OSError, ValueError) as exc:
         tail = ""
         for log in (job / "worker.log", scratch.root / "jobs" / "workers.log"):
@@ -586,7 +592,10 @@ def _grade_cells(cells, master, scratch, limits, grade: Grade):
     flags: set[str] = set()
     killed_once = False
     while True:
+        t_rebuild = time.monotonic()
         built = rb.rebuild(master, cells, skip={e: m for e, (_, m) in skip.items()})
+        grade.timing["rebuild"] = round(grade.timing.get("rebuild", 0)
+                                        + time.monotonic() - t_rebuild, 3)
         grade.attempts += 1
         result = _execute(built.notebook, scratch, limits, budget=deadline - time.monotonic())
         if result.get("error") and "notebook" not in result:
@@ -641,6 +650,7 @@ def _grade_cells(cells, master, scratch, limits, grade: Grade):
     for g in graded:
         if g.exercise in skip:
             g.earned, g.status, g.message = 0, skip[g.exercise][0], skip[g.exercise][1]
+    t_flags = time.monotonic()
     ref_names = {}
     for cell in master.cells:
         if nbs.role(cell) == nbs.ANSWER:
@@ -652,6 +662,7 @@ def _grade_cells(cells, master, scratch, limits, grade: Grade):
     for ans in built.answers:
         flags.update(rb.static_flags(ans.source, ans.exercise, check_names,
                                      ref_names.get(ans.exercise, set()), module_names, ours))
+    grade.timing["static_flags"] = round(time.monotonic() - t_flags, 3)
     assert [g.exercise for g in graded] == [e.id for e in exercises]
     return graded, built.notes + grade.notes, sorted(flags)
 
@@ -664,7 +675,8 @@ def _add_timing(acc: dict, nb, timing: dict) -> None:
         if isinstance(value, (int, float)):
             acc[key] = round(acc.get(key, 0) + value, 3)
 
-    add("kernel_start", timing.get("kernel_start"))
+    for key in ("job_write", "worker", "setup", "kernel_start"):
+        add(key, timing.get(key))
     for i, seconds in timing.get("cells", []):
         cell = nb.cells[i] if 0 <= i < len(nb.cells) else {}
         if str(cell.get("id", "")).startswith(rb.GUARD_ID):
@@ -672,8 +684,8 @@ def _add_timing(acc: dict, nb, timing: dict) -> None:
         else:
             kind = {nbs.ANSWER: "answers", nbs.CHECK: "checks"}.get(nbs.role(cell), "instructor")
         add(kind, seconds)
-    add("kernel_cpu", timing.get("kernel_cpu"))
-    add("worker_cpu", timing.get("worker_cpu"))
+    for key in ("shutdown", "cleanup", "result_read", "kernel_cpu", "worker_cpu"):
+        add(key, timing.get(key))
 
 
 def _module_names(master) -> set[str]:

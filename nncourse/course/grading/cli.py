@@ -24,7 +24,7 @@ from nncourse.course.grading.batch import (
     find_submissions,
     grade_batch,
 )
-from nncourse.course.grading.reports import format_summary, printable, write_reports
+from nncourse.course.grading.reports import format_summary, printable, time_breakdown, write_reports
 
 __all__ = ["add_arguments", "run"]
 
@@ -207,5 +207,7 @@ def run(args: argparse.Namespace) -> int:
     print(format_summary(summary))
     print(f"\n{len(grades)} notebooks in {elapsed:.0f} s with --jobs {args.jobs} "
           f"({len(grades) / max(elapsed, 1e-9) * 60:.1f} per minute)")
+    if breakdown := time_breakdown(grades):
+        print(breakdown)
     print(f"gradebook: {out / 'gradebook.csv'}   feedback: {out / 'feedback'}/")
     return 0

@@ -189,3 +189,29 @@ def format_summary(summary: dict) -> str:
     if summary.get("problems"):
         lines.append(f"{len(summary['problems'])} report file(s) could not be written (see above)")
     return "\n".join(lines)
+
+
+#: The parts of one notebook's wall time (``Grade.timing``), in the order they happen, with the
+#: label the summary prints: the grader's own work, then the worker's and the kernel's.
+TIME_PARTS = (("rebuild", "rebuild"), ("job_write", "job files"), ("setup", "worker setup"),
+              ("kernel_start", "kernel start"), ("instructor", "instructor cells"),
+              ("answers", "answers"), ("guards", "guards"), ("checks", "checks"),
+              ("shutdown", "kernel shutdown"), ("cleanup", "cleanup"),
+              ("result_read", "result read"), ("static_flags", "static flags"))
+
+
+def time_breakdown(grades: list[Grade]) -> str:
+    """Where a graded notebook's time went: the median seconds of each part over the graded
+    notebooks, the rest of the row's time (what no part measures: waiting for the job slot's
+    worker to start, the first time), and the kernel's CPU seconds. Empty if nothing ran."""
+    from statistics import median
+
+    rows = [g for g in grades if g.timing and g.status not in NOT_GRADED]
+    if not rows:
+        return ""
+    parts = [(label, median(g.timing.get(key, 0.0) for g in rows)) for key, label in TIME_PARTS]
+    rest = median(g.seconds - sum(g.timing.get(k, 0.0) for k, _ in TIME_PARTS) for g in rows)
+    cpu = median(g.timing.get("kernel_cpu") or 0.0 for g in rows)
+    shown = ", ".join(f"{label} {s:.2f}" for label, s in parts if s >= 0.005)
+    return (f"median seconds per notebook ({len(rows)} graded): {shown}, other {max(rest, 0):.2f}; "
+            f"kernel CPU {cpu:.2f}")

@@ -330,14 +330,21 @@ def launch(job_path: str, connection_file: str, kernel_args: list[str]) -> None:
 # --- the worker ---------------------------------------------------------------------------------
 
 def _processes_of(uid: int) -> list[int]:
+    """The live processes of ``uid``. Zombies are left out: they have exited and hold nothing
+    but a table entry until their parent (often this worker, for the kernel's launcher) reaps
+    them -- waiting for them to vanish cost about a second per notebook."""
     pids = []
     for name in os.listdir("/proc"):
         if name.isdigit():
             try:
-                if os.stat(f"/proc/{name}").st_uid == uid:
-                    pids.append(int(name))
-            except OSError:
-                pass
+                if os.stat(f"/proc/{name}").st_uid != uid:
+                    continue
+                with open(f"/proc/{name}/stat", "rb") as f:
+                    state = f.read().rsplit(b")", 1)[1].split(None, 1)[0]
+            except (OSError, IndexError):
+                continue
+            if state not in (b"Z", b"X"):
+                pids.append(int(name))
     return pids
 
 
@@ -610,8 +617,10 @@ async def _execute(job: dict, nb, result: dict) -> None:
 
     client.on_cell_executed = on_executed
     client.reset_execution_trackers()
-    timing = result["timing"] = {"cells": []}
+    timing = result.setdefault("timing", {})
+    timing["cells"] = []
     t0 = time.monotonic()
+    timing["setup"] = round(t0 - timing.pop("_start", t0), 3)
     try:
         async with client.async_setup_kernel(cwd=job["workdir"], env=job["env"]):
             await client.async_wait_for_reply(await ensure_async(client.kc.kernel_info()))
@@ -661,6 +670,8 @@ async def _execute(job: dict, nb, result: dict) -> None:
                 finally:
                     timing["cells"].append([i, round(time.monotonic() - t_cell, 3)])
             result["truncated"] = sorted(client.truncated)
+            t_end = time.monotonic()
+        timing["shutdown"] = round(time.monotonic() - t_end, 3)
     finally:
         timing["kernel_cpu"] = _cpu_of(job["uid"]) if job.get("uid") is not None else None
         if job.get("uid") is not None:
@@ -681,6 +692,7 @@ def _here_on_path() -> None:
 def run(job_path: str) -> int:
     import nbformat
 
+    t_start = time.monotonic()
     with open(job_path) as f:
         job = json.load(f)
     nb = nbformat.read(job["notebook"], as_version=4)
@@ -692,12 +704,15 @@ def run(job_path: str) -> int:
                    "display_name": "nncourse grading sandbox", "language": "python"}, f)
     os.environ["JUPYTER_RUNTIME_DIR"] = job["jobdir"]
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+    result["timing"] = {"_start": t_start}
     try:
         asyncio.run(_execute(job, nb, result))
     except Exception as exc:  # kernel would not start, ...: the parent reports it
         result["error"] = f"{type(exc).__name__}: {str(exc)[:500]}"
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
-    result.setdefault("timing", {})["worker_cpu"] = round(
+    t_clean = time.monotonic()
+    result.setdefault("timing", {}).pop("_start", None)
+    result["timing"]["worker_cpu"] = round(
         cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime, 2)
     if job.get("uid") is not None:
         kill_user(job["uid"])
@@ -718,6 +733,7 @@ def run(job_path: str) -> int:
         result["oversize"] = True
     with open(job["executed"], "w", encoding="utf-8") as f:
         f.write(text)
+    result["timing"]["cleanup"] = round(time.monotonic() - t_clean, 3)
     with open(job["result"], "w") as f:
         json.dump(result, f)
     return 0
