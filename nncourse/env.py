@@ -71,7 +71,7 @@ def setup(seed: int = 0, threads: int = 1, style: bool = True) -> None:
     torch.set_printoptions(precision=4, sci_mode=False)
     np.set_printoptions(precision=4, suppress=True)
     if style:
-        from nncourse.plotting import use_style
+        from nncourse.style import use_style
 
         use_style()
 

@@ -9,19 +9,17 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from nncourse.style import _CYCLE, use_style
 from nncourse.training import eval_mode
 
 __all__ = [
     "COLORS", "color", "use_style", "plot_history", "plot_per_layer", "plot_decision_boundary",
 ]
 
-_CYCLE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-          "#bcbd22", "#17becf"]
 
 #: The same colour for the same method in every chapter.
 COLORS: dict[str, str] = {
@@ -58,26 +56,6 @@ def color(name: str) -> str:
         return COLORS[key]
     # A stable hash (not Python's salted hash) so unknown names keep their colour between runs.
     return _CYCLE[sum(key.encode()) % len(_CYCLE)]
-
-
-def use_style() -> None:
-    """Apply the course's matplotlib style (small PNGs, grid, readable fonts)."""
-    mpl.rcParams.update({
-        "figure.figsize": (6.4, 3.6),
-        "figure.dpi": 80,
-        "savefig.dpi": 80,
-        "figure.constrained_layout.use": True,
-        "axes.grid": True,
-        "grid.alpha": 0.3,
-        "axes.spines.top": False,
-        "axes.spines.right": False,
-        "axes.titlesize": 11,
-        "axes.labelsize": 10,
-        "legend.fontsize": 9,
-        "legend.frameon": False,
-        "axes.prop_cycle": mpl.cycler(color=_CYCLE),
-        "image.cmap": "viridis",
-    })
 
 
 def _axes(ax):
