@@ -371,12 +371,22 @@ document.querySelectorAll('.jp-CodeCell .jp-InputPrompt'));
             found.append(("toggle", group))
         return found
 
-    def move(self, box, kind: str, control, step: int, timeout_ms: int = 15_000) -> float:
-        """Change one control by one step; return ms until the figure redrew (-1: it did not)."""
+    def move(self, box, kind: str, control, step: int, timeout_ms: int = 15_000,
+             retry: bool = True) -> float:
+        """Change one control by one step; return ms until the figure redrew (-1: it did not).
+
+        A key press that never reached the slider (focus taken by JupyterLab under load: the
+        slider's value did not change) is pressed once more; a value that changed without a
+        new picture stays -1."""
         self.page.evaluate(_WATCH, [box.element_handle(), timeout_ms])
         if kind == "slider":
+            before = control.get_attribute("aria-valuenow")
             control.focus()
             self.page.keyboard.press("ArrowRight" if step % 2 == 0 else "ArrowLeft")
+            ms = float(self.page.evaluate("() => window.__nnc_result"))
+            if ms < 0 and control.get_attribute("aria-valuenow") == before and retry:
+                return self.move(box, kind, control, step, timeout_ms, retry=False)
+            return ms
         elif kind == "toggle":  # click the button after the selected one
             buttons = control.locator("button").all()
             active = next((i for i, b in enumerate(buttons)
