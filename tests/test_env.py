@@ -99,29 +99,30 @@ def test_progress_waits_before_drawing(monkeypatch, capsys):
 def test_setup_leaves_torch_dynamo_unimported_yet_inductor_deterministic():
     # importing torch._inductor.config (what torch.use_deterministic_algorithms does) pulls in
     # torch._dynamo, 1-2 s of every notebook's start; setup() gets the same outcome without it
-    import subprocess
-    import sys
-
     code = ("import sys, nncourse, torch; nncourse.setup(style=False)\n"
             "print('dynamo' if 'torch._dynamo' in sys.modules else 'no dynamo')\n"
             "print(torch.are_deterministic_algorithms_enabled())\n"
             "import torch._inductor.config as c; print(c.deterministic)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=300).stdout.split()
+    out = _fresh_python(code)
     assert out == ["no", "dynamo", "True", "True"], out
 
 
 def test_setup_applies_the_style_without_importing_pyplot():
     # pyplot is half a second of every kernel start (and of every notebook the grader runs);
     # the style is rcParams, so a notebook that plots later gets it all the same
-    import subprocess
-    import sys
-
     code = ("import sys, nncourse; nncourse.setup()\n"
             "print('pyplot' if 'matplotlib.pyplot' in sys.modules else 'no-pyplot')\n"
             "import matplotlib.pyplot as plt; fig = plt.figure()\n"
             "print(fig.dpi, plt.rcParams['axes.grid'], plt.rcParams['axes.prop_cycle']"
             ".by_key()['color'][1])\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=300).stdout.split()
+    out = _fresh_python(code)
     assert out == ["no-pyplot", "80.0", "True", "#ff7f0e"], out
+
+
+def _fresh_python(code: str) -> list[str]:
+    """What ``code`` prints in a new Python process (what a kernel starts from), as words."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300).stdout.split()
