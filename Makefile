@@ -49,7 +49,7 @@ lab: $(STAMP)
 
 test: $(STAMP_DEV)
 	$(BIN)/ruff check .
-	NNCOURSE_PROGRESS=0 $(BIN)/python -m pytest -n $(JOBS) --dist loadscope --nbval tests chapters solutions
+	NNCOURSE_PROGRESS=0 $(BIN)/python -m pytest -n $(JOBS) --dist loadscope --durations=15 --nbval tests chapters solutions
 
 # Not part of `make test`: re-executes every chapter and solution twice (minutes). Run it before
 # storing new outputs; NOTEBOOKS=chapters/02_x.ipynb narrows it, PATHS=default,best changes the pair.
