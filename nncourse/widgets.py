@@ -163,14 +163,29 @@ class _Layers:
         for a in self.overlay:
             a.draw(renderer)
         # Everything on screen is now current: what changes before the next frame is stale again.
+        self._mark_drawn()
+        kind = "fast" if fast else "full"
+        self.frames[kind] += 1
+        return kind
+
+    def _mark_drawn(self) -> None:
         for a in self.fig.get_children():
             a.stale = False
         for ax in self.fig.axes:
             for a in ax.get_children():
                 a.stale = False
-        kind = "fast" if fast else "full"
-        self.frames[kind] += 1
-        return kind
+
+    def learn(self, draw_again: Callable[[], None]) -> None:
+        """Learn which artists change from one frame to the next before the first frame.
+
+        ``draw_again`` redraws the state just drawn: a widget's ``draw`` sets its changing
+        artists (``set_data``, ``set_text``...) even to the values they have, which marks them
+        stale. Those are the dynamic artists; without this, the first move of a control would
+        find them out with a full redraw.
+        """
+        self._mark_drawn()
+        draw_again()
+        self.dynamic |= self._changed()
 
 
 def _live_canvas(fig: Figure):
@@ -179,6 +194,13 @@ def _live_canvas(fig: Figure):
     from ipympl.backend_nbagg import Canvas, FigureManager
 
     class LayeredCanvas(Canvas):
+        def _handle_message(self, object, content, buffers):
+            super()._handle_message(object, content, buffers)
+            if not self.viewed:  # the first message from a browser view
+                self.viewed = True
+                for hook in self.on_view:
+                    hook()
+
         def draw(self):
             self._png_is_old = True
             try:
@@ -191,6 +213,8 @@ def _live_canvas(fig: Figure):
 
     canvas = LayeredCanvas(fig)
     canvas.layers = _Layers(fig)
+    canvas.viewed = False  # has a browser shown it (sent a message)? nbval and execute never do
+    canvas.on_view: list[Callable[[], None]] = []  # called once, when it has
     FigureManager(canvas, 0)
     canvas.header_visible = False
     canvas.footer_visible = False
@@ -264,7 +288,8 @@ def set_limits(ax, xlim: tuple[float, float] | None = None,
 
 def interactive_figure(draw: Callable, controls: Mapping, nrows: int = 1, ncols: int = 1,
                        figsize: tuple[float, float] | None = None, static: bool = False,
-                       title: str | None = None, **subplot_kw):
+                       title: str | None = None, on_idle: Callable | None = None,
+                       **subplot_kw):
     """Build a widget: ``controls`` above a figure that ``draw`` updates on every change.
 
     Parameters
@@ -280,6 +305,11 @@ def interactive_figure(draw: Callable, controls: Mapping, nrows: int = 1, ncols:
         the picture shown before the live widget.
     title : str, optional
         Figure title.
+    on_idle : callable, optional
+        ``on_idle(values)``, called with the controls' values when a browser view of the widget
+        opens and after each frame sent to it: the kernel is about to wait for the learner, a
+        time to prepare what the next moves may need (e.g. in a background thread). Never
+        called when no browser shows the widget (nbval, ``nncourse execute``).
 
     Returns
     -------
@@ -305,6 +335,8 @@ def interactive_figure(draw: Callable, controls: Mapping, nrows: int = 1, ncols:
     if title:
         fig.suptitle(title)
     canvas = _live_canvas(fig)
+    if on_idle is not None:
+        canvas.on_view.append(lambda: on_idle(control_values(controls)))
     state: dict = {}
     axes = list(np.ravel(axes))
     error = W.HTML()
@@ -330,10 +362,16 @@ def interactive_figure(draw: Callable, controls: Mapping, nrows: int = 1, ncols:
             # trip less). ipywidgets sends a control's next value only once the kernel is idle
             # again, so a dragged slider cannot queue up frames.
             canvas.draw()
+            if on_idle is not None and canvas.viewed:
+                on_idle(values)
 
     for w in controls.values():
         w.observe(redraw, names="value")
     redraw()
+    try:  # the first move can then be a fast frame (see _Layers.learn)
+        canvas.layers.learn(lambda: draw(axes, state, **drawn[-1]))
+    except ValueError:  # an invalid default state: it is reported above
+        pass
     if not isinstance(fig.get_layout_engine(), PlaceHolderLayoutEngine):  # draw() may have done it
         freeze_layout(fig)
     box = W.VBox([W.HBox(list(controls.values()), layout=W.Layout(flex_flow="row wrap")), error,
