@@ -211,6 +211,12 @@ def _live_canvas(fig: Figure):
         def get_diff_image(self):
             return _diff_png(self)
 
+        def get_renderer(self):
+            renderer = super().get_renderer()
+            if not hasattr(renderer, "text_cache"):  # a new renderer (new size or dpi)
+                _cache_text(renderer)
+            return renderer
+
     canvas = LayeredCanvas(fig)
     canvas.layers = _Layers(fig)
     canvas.viewed = False  # has a browser shown it (sent a message)? nbval and execute never do
@@ -222,6 +228,58 @@ def _live_canvas(fig: Figure):
     canvas.resizable = False
     canvas.capture_scroll = False
     return canvas
+
+
+class _TextRecorder:
+    """Stands in for a RendererAgg's C++ renderer while it draws a text, recording the glyph
+    images it is given (and passing everything through)."""
+
+    def __init__(self, real):
+        self.real, self.glyphs = real, []
+
+    def draw_text_image(self, image, x, y, angle, gc):
+        self.glyphs.append((np.array(image, copy=True), x, y, angle))
+        self.real.draw_text_image(image, x, y, angle, gc)
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+
+def _cache_text(renderer, most: int = 4000) -> None:
+    """Make ``renderer`` (a RendererAgg) draw a text it has drawn before, at the same place, by
+    copying the glyph images it rendered then.
+
+    Laying out and rasterizing the glyphs with FreeType is most of what a text costs, and text
+    is most of a redraw: titles on every frame, tick labels on every full one. A text is the
+    same picture when its string, font, angle, antialiasing and position are (the renderer's
+    size and dpi are its own); only its colour and clipping come from the graphics context,
+    which the copy uses as the original did. Math text is drawn as usual.
+    """
+    draw_text = renderer.draw_text
+    renderer.text_cache = cache = {}
+
+    def cached_draw_text(gc, x, y, s, prop, angle, ismath=False, mtext=None):
+        if ismath:
+            return draw_text(gc, x, y, s, prop, angle, ismath=ismath, mtext=mtext)
+        extra = ((mtext.get_fontfeatures(), mtext.get_language()) if mtext is not None
+                 and hasattr(mtext, "get_fontfeatures") else None)
+        key = (s, hash(prop), angle, gc.get_antialiased(), x, y, extra)
+        glyphs = cache.get(key)
+        if glyphs is None:
+            recorder = renderer._renderer = _TextRecorder(renderer._renderer)
+            try:
+                draw_text(gc, x, y, s, prop, angle, ismath=ismath, mtext=mtext)
+            finally:
+                renderer._renderer = recorder.real
+            if len(cache) >= most:
+                cache.clear()
+            if recorder.glyphs or not s.strip():  # else: drawn another way; not cached
+                cache[key] = recorder.glyphs
+            return
+        for image, gx, gy, gangle in glyphs:
+            renderer._renderer.draw_text_image(image, gx, gy, gangle, gc)
+
+    renderer.draw_text = cached_draw_text
 
 
 def _diff_png(canvas) -> bytes | None:

@@ -301,3 +301,27 @@ def test_the_first_move_after_the_first_frame_is_a_fast_frame():
     box.children[0].children[0].value = 2
     assert canvas.layers.frames == {"fast": 1, "full": 1}
     assert {type(a).__name__ for a in canvas.layers.dynamic} == {"Line2D", "Text"}
+
+
+def test_texts_drawn_again_from_the_cache_are_the_same_picture():
+    def draw(axes, state, a):
+        axes[0].plot([0, 1], [0, a])
+        axes[0].set_title(f"a = {a}: ünïcode, kerning AV To", loc="left")
+        axes[0].set_ylabel("rotated label")
+        axes[0].text(0.31, 0.52, "a text at fractional pixels", rotation=30)
+        axes[0].set_xlabel("$x_1$ (math text)")
+
+    box = widgets.interactive_figure(draw, {"a": W.IntSlider(1)})
+    canvas = box.children[2]
+    for dpr in (1, 2):
+        canvas._set_device_pixel_ratio(dpr)
+        FigureCanvasAgg.draw(canvas)
+        first, cache = _pixels(canvas), canvas.get_renderer().text_cache
+        assert len(cache) > 5 and all(len(glyphs) for glyphs in cache.values())
+        FigureCanvasAgg.draw(canvas)  # every text now comes from the cache
+        again = _pixels(canvas)
+        plain = FigureCanvasAgg(box.figure)  # matplotlib's own renderer, no cache
+        plain.draw()
+        assert np.array_equal(again, first)
+        assert np.array_equal(again, np.asarray(plain.get_renderer().buffer_rgba()))
+        box.figure.set_canvas(canvas)
