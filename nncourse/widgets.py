@@ -24,7 +24,7 @@ canvas. What keeps a slider fast (measured by ``tests/browser/bench_widgets.py``
   limits seen before are kept;
 * artists that never change (legends, gridlines, ticks) stay out of the repainted part when
   they are drawn *before* the changing ones: a lower zorder, ``ax.set_axisbelow(True)``;
-* frames go to the browser as PNGs encoded for speed (zlib level 1), not size;
+* frames go to the browser as PNGs encoded for speed (no filters, zlib level 1), not size;
 * the layout is computed once, for the first state, and then frozen (:func:`freeze_layout`).
 
 Use ``continuous_update=False`` on sliders whose ``draw`` retrains a network.
@@ -286,14 +286,8 @@ def _diff_png(canvas) -> bytes | None:
     """``FigureCanvasWebAggCore.get_diff_image`` (matplotlib 3.11) with a fast PNG encoder.
 
     The frame goes to a browser on the same machine or network: the size of the PNG matters
-    little, the time spent compressing it is latency. zlib level 1 instead of PIL's default 6
-    makes the encoding several times faster, for PNGs only slightly larger (the diff frames are
-    mostly transparent).
+    little, the time spent compressing it is latency (:func:`_fast_png`).
     """
-    from io import BytesIO
-
-    from PIL import Image
-
     if not canvas._png_is_old:
         return None
     pixels = np.asarray(canvas.get_renderer().buffer_rgba())
@@ -308,10 +302,27 @@ def _diff_png(canvas) -> bytes | None:
     canvas._last_buff = buff.copy()
     canvas._force_full = False
     canvas._png_is_old = False
-    with BytesIO() as png:
-        Image.fromarray(output.view(np.uint8).reshape((*output.shape, 4))).save(
-            png, format="png", compress_level=1)
-        return png.getvalue()
+    return _fast_png(output.view(np.uint8).reshape((*output.shape, 4)))
+
+
+def _fast_png(rgba: np.ndarray) -> bytes:
+    """An RGBA image as a PNG, encoded for speed: no row filters (PIL tries several per row),
+    zlib level 1. Two to three times faster than PIL at level 1 for a widget's frames, and no
+    larger: a diff frame is mostly zeros, and filters gain little on antialiased plots."""
+    import struct
+    import zlib
+
+    height, width, _ = rgba.shape
+    rows = np.zeros((height, 4 * width + 1), dtype=np.uint8)  # filter byte 0 ("none") per row
+    rows[:, 1:] = rgba.reshape(height, 4 * width)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+
+    return (b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows.tobytes(), 1)) + chunk(b"IEND", b""))
 
 
 def freeze_layout(fig: Figure) -> None:

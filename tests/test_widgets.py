@@ -325,3 +325,16 @@ def test_texts_drawn_again_from_the_cache_are_the_same_picture():
         assert np.array_equal(again, first)
         assert np.array_equal(again, np.asarray(plain.get_renderer().buffer_rgba()))
         box.figure.set_canvas(canvas)
+
+
+def test_fast_png_decodes_to_the_same_pixels():
+    import io
+
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for shape in [(1, 1, 4), (7, 13, 4), (576, 1520, 4)]:
+        rgba = rng.integers(0, 256, shape, dtype=np.uint8)
+        rgba[: shape[0] // 2] = 0  # a diff frame: mostly transparent
+        decoded = Image.open(io.BytesIO(widgets._fast_png(rgba)))
+        assert decoded.mode == "RGBA" and np.array_equal(np.asarray(decoded), rgba)

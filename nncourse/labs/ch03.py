@@ -515,13 +515,15 @@ def widget_profile(scheme: str, activation: str, depth: int = 50, gain: float = 
 
 
 def _prefetch_plan(scheme: str, gain: float, activation: str, depth: int, width: int,
-                   batch: int, gains: tuple[float, ...] = (), seed: int = 0) -> list[tuple]:
+                   batch: int, gains: tuple[float, ...] = (), seed: int = 0,
+                   deeper: int | None = None) -> list[tuple]:
     """The passes the widget may need next, nearest first, as ``(key, depth)``.
 
     The two nearest ``gains`` (the gain slider's next step either way) if the activation's pass
     depends on the gain (tanh, sigmoid, SELU); every other weight scheme and activation at the
     current gain and depth (the next options of each dropdown first); then the other
-    activations' passes at the neighbouring ``gains``. Passes already computed are left out.
+    activations' passes at the neighbouring ``gains``; then, if ``deeper`` is given, the same
+    passes again to that depth. Passes already computed are left out.
     """
     schemes, acts = list(WEIGHTS), list(ACTIVATIONS)
 
@@ -539,15 +541,15 @@ def _prefetch_plan(scheme: str, gain: float, activation: str, depth: int, width:
     pairs += [(s, a) for s in around(schemes, scheme) for a in around(acts, activation)]
     pairs += [(scheme, a, g) for g in gains for a in around(acts, activation)
               if a not in _HOMOGENEOUS]
-    plan, seen = [], set()
+    keys = []
     for item in pairs:
         s, a, g = item if len(item) == 3 else (*item, gain)
         key = _pass_key(s, a, g, width, batch, seed)
-        entry = _FORWARD_CACHE.get(key)
-        if key not in seen and (entry is None or entry.done < depth):
-            seen.add(key)
-            plan.append((key, depth))
-    return plan
+        if key not in keys:
+            keys.append(key)
+    # every pass at the depth shown first, then the few layers more the depth slider may add
+    return [(key, d) for d in dict.fromkeys((depth, deeper or depth)) for key in keys
+            if key not in _FORWARD_CACHE or _FORWARD_CACHE[key].done < d]
 
 
 class _Prefetcher:
@@ -574,8 +576,8 @@ class _Prefetcher:
         with self.cond:
             self.plan, self.paused = list(plan), False
             if self.thread is None:
-                self.thread = threading.Thread(target=self._run, name="nncourse-ch03-prefetch",
-                                               daemon=True)
+                self.thread = threading.Thread(target=self._run, args=(torch.get_num_threads(),),
+                                               name="nncourse-ch03-prefetch", daemon=True)
                 self.thread.start()
             self.cond.notify_all()
 
@@ -584,7 +586,8 @@ class _Prefetcher:
         with self.cond:
             return self.cond.wait_for(lambda: not self.plan, timeout)
 
-    def _run(self) -> None:
+    def _run(self, threads: int) -> None:
+        torch.set_num_threads(threads)  # as the kernel's (one, after nncourse.setup)
         while True:
             with self.cond:
                 self.cond.wait_for(lambda: self.plan and not self.paused)
@@ -702,10 +705,10 @@ def explore_initialization(static: bool = False, width: int = 128, batch: int = 
                        if abs(x - g) > 1e-9 and abs(x - g) <= 2.5 * controls["gain"].step),
                       key=lambda x: abs(x - g))
         with _LOCK:
-            # a few layers deeper than shown: the depth slider's next moves are computed too
+            # then a few layers deeper than shown: the depth slider's next moves
             deeper = min(controls["depth"].max, values["depth"] + 10)
-            plan = _prefetch_plan(values["scheme"], g, values["activation"], deeper, width,
-                                  batch, tuple(near))
+            plan = _prefetch_plan(values["scheme"], g, values["activation"], values["depth"],
+                                  width, batch, tuple(near), deeper=deeper)
         _PREFETCH.resume(plan)
 
     def draw(axes, state, scheme, gain, activation, depth):

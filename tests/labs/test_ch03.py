@@ -288,3 +288,11 @@ def test_train_deep_runs_every_network_per_seed():
     assert all(len(h) == 1 and h[0].epochs_run == 1 for h in runs.values())
     with pytest.raises(ValueError):
         lab.train_deep(seeds=())
+
+
+def test_prefetch_plans_the_depth_shown_before_the_layers_beyond():
+    lab._FORWARD_CACHE.clear()
+    plan = lab._prefetch_plan("he_normal", 1.0, "relu", 8, 128, 256, deeper=12)
+    depths = [d for _, d in plan]
+    assert depths == sorted(depths) and set(depths) == {8, 12}
+    assert len(plan) == 2 * len({key for key, _ in plan})
