@@ -703,7 +703,7 @@ def explore_initialization(static: bool = False, width: int = 128, batch: int = 
         g = round(float(values["gain"]), 6)
         near = sorted((round(float(x), 6) for x in gains
                        if abs(x - g) > 1e-9 and abs(x - g) <= 2.5 * controls["gain"].step),
-                      key=lambda x: abs(x - g))
+                      key=lambda x: (round(abs(x - g), 6), -x))  # nearest, higher first
         with _LOCK:
             # then a few layers deeper than shown: the depth slider's next moves
             deeper = min(controls["depth"].max, values["depth"] + 10)
