@@ -76,6 +76,8 @@ class _Layers:
         self.background = None
         self.key = None
         self.frames = {"fast": 0, "full": 0}
+        #: What the background shows, if the widget says (``state["scene"]``): part of the key.
+        self.scene = None
         # Earlier backgrounds of the same overlay by key (axes limits, renderer): a dropdown that
         # switches between settings with different limits, then back, needs no full redraw.
         self.backgrounds: dict = {}
@@ -127,7 +129,11 @@ class _Layers:
 
         renderer = canvas.get_renderer()
         changed = self._changed()
-        key = self._key(renderer)
+        key = self._key(renderer) + (self.scene,)
+        if self.key is not None and self.scene != self.key[-1]:
+            # A new scene (see interactive_figure): what changed outside the overlay is its
+            # background, drawn once per scene and kept, not artists that change every frame.
+            changed &= set(self.overlay)
         if key != self.key:
             # New limits re-tick the axes: that is a full redraw now (or a cached background),
             # not a reason to repaint the axes on every later frame (their ticks are assumed
@@ -156,7 +162,7 @@ class _Layers:
                     a.set_animated(False)
             renderer = canvas.get_renderer()
             self.background = renderer.copy_from_bbox(self.fig.bbox)
-            self.key = self._key(renderer)
+            self.key = self._key(renderer) + (self.scene,)
             if len(self.backgrounds) >= 8:  # a few screens' worth of pixels at most
                 self.backgrounds.pop(next(iter(self.backgrounds)))
             self.backgrounds[self.key] = self.background
@@ -366,7 +372,11 @@ def interactive_figure(draw: Callable, controls: Mapping, nrows: int = 1, ncols:
     draw : callable
         ``draw(axes, state, **values)``: ``axes`` is a flat list of Axes, ``state`` a dict kept
         between calls (store artists there on the first call, update them afterwards), ``values``
-        the controls' current values by name.
+        the controls' current values by name. A ``draw`` that swaps a whole background (e.g.
+        the contours of another surface, under a path that changes with every move) names it
+        with ``state["scene"] = <hashable>``: the artists it adds, removes or changes with a
+        new scene are then background, drawn once per scene (and limits) and kept, and going
+        back to a scene seen before is a fast frame. The same scene must look the same.
     controls : mapping of name to ipywidgets widget
         Each control's ``value`` is passed to ``draw`` under its name.
     static : bool
@@ -421,6 +431,7 @@ def interactive_figure(draw: Callable, controls: Mapping, nrows: int = 1, ncols:
         drawn[:] = [values]
         try:
             draw(axes, state, **values)
+            canvas.layers.scene = state.get("scene")
             error.value = ""
         except ValueError as exc:  # invalid combination of settings: say so, keep the last figure
             error.value = f"<span style='color:#d62728'>{exc}</span>"

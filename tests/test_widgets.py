@@ -338,3 +338,34 @@ def test_fast_png_decodes_to_the_same_pixels():
         rgba[: shape[0] // 2] = 0  # a diff frame: mostly transparent
         decoded = Image.open(io.BytesIO(widgets._fast_png(rgba)))
         assert decoded.mode == "RGBA" and np.array_equal(np.asarray(decoded), rgba)
+
+
+def test_a_scene_is_drawn_once_then_kept_and_stays_out_of_the_overlay():
+    def draw(axes, state, scene, a):
+        ax = axes[0]
+        if state.get("shown") != scene:  # swap the whole background, as chapter 06's surfaces
+            for artist in state.get("background", []):
+                artist.remove()
+            levels = np.linspace(0, 1, 8 if scene == "many" else 3)
+            grid = np.add.outer(np.linspace(0, 1, 30), np.linspace(0, 1, 30)) / 2
+            state["background"] = [ax.contour(grid, levels=levels, colors="0.7"),
+                                   ax.plot([5, 25], [25, 5], "k:")[0]]
+            state["shown"] = scene
+        if "line" not in state:
+            state["line"], = ax.plot([0, 29], [0, a], zorder=5)
+        state["line"].set_ydata([0, a])
+        state["scene"] = scene
+
+    scene = W.Dropdown(options=["few", "many"], value="few")
+    slider = W.IntSlider(3, 0, 29)
+    box = widgets.interactive_figure(draw, {"scene": scene, "a": slider})
+    canvas = box.children[2]
+    canvas.draw()
+    for value, a in [("many", 3), ("many", 9), ("few", 9), ("many", 9), ("few", 12)]:
+        scene.value, slider.value = value, a
+        canvas.draw()
+        assert np.array_equal(_pixels(canvas), _full_redraw(canvas))
+        assert canvas.layers.overlay == [line for line in box.figure.axes[0].get_lines()
+                                         if line.get_zorder() == 5]
+    # full: the first frame and the first visit of "many"; every other frame is fast
+    assert canvas.layers.frames["full"] == 2, canvas.layers.frames
