@@ -24,7 +24,7 @@ canvas. What keeps a slider fast (measured by ``tests/browser/bench_widgets.py``
   limits seen before are kept;
 * artists that never change (legends, gridlines, ticks) stay out of the repainted part when
   they are drawn *before* the changing ones: a lower zorder, ``ax.set_axisbelow(True)``;
-* frames go to the browser as PNGs encoded for speed (zlib level 1), not size;
+* frames go to the browser as PNGs encoded for speed (no filters, zlib level 1), not size;
 * the layout is computed once, for the first state, and then frozen (:func:`freeze_layout`).
 
 Use ``continuous_update=False`` on sliders whose ``draw`` retrains a network.
@@ -76,6 +76,8 @@ class _Layers:
         self.background = None
         self.key = None
         self.frames = {"fast": 0, "full": 0}
+        #: What the background shows, if the widget says (``state["scene"]``): part of the key.
+        self.scene = None
         # Earlier backgrounds of the same overlay by key (axes limits, renderer): a dropdown that
         # switches between settings with different limits, then back, needs no full redraw.
         self.backgrounds: dict = {}
@@ -127,7 +129,11 @@ class _Layers:
 
         renderer = canvas.get_renderer()
         changed = self._changed()
-        key = self._key(renderer)
+        key = self._key(renderer) + (self.scene,)
+        if self.key is not None and self.scene != self.key[-1]:
+            # A new scene (see interactive_figure): what changed outside the overlay is its
+            # background, drawn once per scene and kept, not artists that change every frame.
+            changed &= set(self.overlay)
         if key != self.key:
             # New limits re-tick the axes: that is a full redraw now (or a cached background),
             # not a reason to repaint the axes on every later frame (their ticks are assumed
@@ -156,21 +162,36 @@ class _Layers:
                     a.set_animated(False)
             renderer = canvas.get_renderer()
             self.background = renderer.copy_from_bbox(self.fig.bbox)
-            self.key = self._key(renderer)
+            self.key = self._key(renderer) + (self.scene,)
             if len(self.backgrounds) >= 8:  # a few screens' worth of pixels at most
                 self.backgrounds.pop(next(iter(self.backgrounds)))
             self.backgrounds[self.key] = self.background
         for a in self.overlay:
             a.draw(renderer)
         # Everything on screen is now current: what changes before the next frame is stale again.
+        self._mark_drawn()
+        kind = "fast" if fast else "full"
+        self.frames[kind] += 1
+        return kind
+
+    def _mark_drawn(self) -> None:
         for a in self.fig.get_children():
             a.stale = False
         for ax in self.fig.axes:
             for a in ax.get_children():
                 a.stale = False
-        kind = "fast" if fast else "full"
-        self.frames[kind] += 1
-        return kind
+
+    def learn(self, draw_again: Callable[[], None]) -> None:
+        """Learn which artists change from one frame to the next before the first frame.
+
+        ``draw_again`` redraws the state just drawn: a widget's ``draw`` sets its changing
+        artists (``set_data``, ``set_text``...) even to the values they have, which marks them
+        stale. Those are the dynamic artists; without this, the first move of a control would
+        find them out with a full redraw.
+        """
+        self._mark_drawn()
+        draw_again()
+        self.dynamic |= self._changed()
 
 
 def _live_canvas(fig: Figure):
@@ -179,6 +200,13 @@ def _live_canvas(fig: Figure):
     from ipympl.backend_nbagg import Canvas, FigureManager
 
     class LayeredCanvas(Canvas):
+        def _handle_message(self, object, content, buffers):
+            super()._handle_message(object, content, buffers)
+            if not self.viewed:  # the first message from a browser view
+                self.viewed = True
+                for hook in self.on_view:
+                    hook()
+
         def draw(self):
             self._png_is_old = True
             try:
@@ -189,8 +217,16 @@ def _live_canvas(fig: Figure):
         def get_diff_image(self):
             return _diff_png(self)
 
+        def get_renderer(self):
+            renderer = super().get_renderer()
+            if not hasattr(renderer, "text_cache"):  # a new renderer (new size or dpi)
+                _cache_text(renderer)
+            return renderer
+
     canvas = LayeredCanvas(fig)
     canvas.layers = _Layers(fig)
+    canvas.viewed = False  # has a browser shown it (sent a message)? nbval and execute never do
+    canvas.on_view: list[Callable[[], None]] = []  # called once, when it has
     FigureManager(canvas, 0)
     canvas.header_visible = False
     canvas.footer_visible = False
@@ -200,18 +236,64 @@ def _live_canvas(fig: Figure):
     return canvas
 
 
+class _TextRecorder:
+    """Stands in for a RendererAgg's C++ renderer while it draws a text, recording the glyph
+    images it is given (and passing everything through)."""
+
+    def __init__(self, real):
+        self.real, self.glyphs = real, []
+
+    def draw_text_image(self, image, x, y, angle, gc):
+        self.glyphs.append((np.array(image, copy=True), x, y, angle))
+        self.real.draw_text_image(image, x, y, angle, gc)
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+
+def _cache_text(renderer, most: int = 4000) -> None:
+    """Make ``renderer`` (a RendererAgg) draw a text it has drawn before, at the same place, by
+    copying the glyph images it rendered then.
+
+    Laying out and rasterizing the glyphs with FreeType is most of what a text costs, and text
+    is most of a redraw: titles on every frame, tick labels on every full one. A text is the
+    same picture when its string, font, angle, antialiasing and position are (the renderer's
+    size and dpi are its own); only its colour and clipping come from the graphics context,
+    which the copy uses as the original did. Math text is drawn as usual.
+    """
+    draw_text = renderer.draw_text
+    renderer.text_cache = cache = {}
+
+    def cached_draw_text(gc, x, y, s, prop, angle, ismath=False, mtext=None):
+        if ismath:
+            return draw_text(gc, x, y, s, prop, angle, ismath=ismath, mtext=mtext)
+        extra = ((mtext.get_fontfeatures(), mtext.get_language()) if mtext is not None
+                 and hasattr(mtext, "get_fontfeatures") else None)
+        key = (s, hash(prop), angle, gc.get_antialiased(), x, y, extra)
+        glyphs = cache.get(key)
+        if glyphs is None:
+            recorder = renderer._renderer = _TextRecorder(renderer._renderer)
+            try:
+                draw_text(gc, x, y, s, prop, angle, ismath=ismath, mtext=mtext)
+            finally:
+                renderer._renderer = recorder.real
+            if len(cache) >= most:
+                cache.clear()
+            if recorder.glyphs or not s.strip():  # else: drawn another way; not cached
+                cache[key] = recorder.glyphs
+            return
+        for image, gx, gy, gangle in glyphs:
+            renderer._renderer.draw_text_image(image, gx, gy, gangle, gc)
+
+    renderer.draw_text = cached_draw_text
+
+
 def _diff_png(canvas) -> bytes | None:
     """``FigureCanvasWebAggCore.get_diff_image`` (matplotlib 3.11) with a fast PNG encoder.
 
     The frame goes to a browser on the same machine or network: the size of the PNG matters
-    little, the time spent compressing it is latency. zlib level 1 instead of PIL's default 6
-    makes the encoding several times faster, for PNGs only slightly larger (the diff frames are
-    mostly transparent).
+    little, the time spent compressing it is latency (:func:`_fast_png`).
     """
-    from io import BytesIO
-
-    from PIL import Image
-
     if not canvas._png_is_old:
         return None
     pixels = np.asarray(canvas.get_renderer().buffer_rgba())
@@ -226,10 +308,27 @@ def _diff_png(canvas) -> bytes | None:
     canvas._last_buff = buff.copy()
     canvas._force_full = False
     canvas._png_is_old = False
-    with BytesIO() as png:
-        Image.fromarray(output.view(np.uint8).reshape((*output.shape, 4))).save(
-            png, format="png", compress_level=1)
-        return png.getvalue()
+    return _fast_png(output.view(np.uint8).reshape((*output.shape, 4)))
+
+
+def _fast_png(rgba: np.ndarray) -> bytes:
+    """An RGBA image as a PNG, encoded for speed: no row filters (PIL tries several per row),
+    zlib level 1. Two to three times faster than PIL at level 1 for a widget's frames, and no
+    larger: a diff frame is mostly zeros, and filters gain little on antialiased plots."""
+    import struct
+    import zlib
+
+    height, width, _ = rgba.shape
+    rows = np.zeros((height, 4 * width + 1), dtype=np.uint8)  # filter byte 0 ("none") per row
+    rows[:, 1:] = rgba.reshape(height, 4 * width)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+
+    return (b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows.tobytes(), 1)) + chunk(b"IEND", b""))
 
 
 def freeze_layout(fig: Figure) -> None:
@@ -264,7 +363,8 @@ def set_limits(ax, xlim: tuple[float, float] | None = None,
 
 def interactive_figure(draw: Callable, controls: Mapping, nrows: int = 1, ncols: int = 1,
                        figsize: tuple[float, float] | None = None, static: bool = False,
-                       title: str | None = None, **subplot_kw):
+                       title: str | None = None, on_idle: Callable | None = None,
+                       **subplot_kw):
     """Build a widget: ``controls`` above a figure that ``draw`` updates on every change.
 
     Parameters
@@ -272,7 +372,11 @@ def interactive_figure(draw: Callable, controls: Mapping, nrows: int = 1, ncols:
     draw : callable
         ``draw(axes, state, **values)``: ``axes`` is a flat list of Axes, ``state`` a dict kept
         between calls (store artists there on the first call, update them afterwards), ``values``
-        the controls' current values by name.
+        the controls' current values by name. A ``draw`` that swaps a whole background (e.g.
+        the contours of another surface, under a path that changes with every move) names it
+        with ``state["scene"] = <hashable>``: the artists it adds, removes or changes with a
+        new scene are then background, drawn once per scene (and limits) and kept, and going
+        back to a scene seen before is a fast frame. The same scene must look the same.
     controls : mapping of name to ipywidgets widget
         Each control's ``value`` is passed to ``draw`` under its name.
     static : bool
@@ -280,6 +384,11 @@ def interactive_figure(draw: Callable, controls: Mapping, nrows: int = 1, ncols:
         the picture shown before the live widget.
     title : str, optional
         Figure title.
+    on_idle : callable, optional
+        ``on_idle(values)``, called with the controls' values when a browser view of the widget
+        opens and after each frame sent to it: the kernel is about to wait for the learner, a
+        time to prepare what the next moves may need (e.g. in a background thread). Never
+        called when no browser shows the widget (nbval, ``nncourse execute``).
 
     Returns
     -------
@@ -305,6 +414,8 @@ def interactive_figure(draw: Callable, controls: Mapping, nrows: int = 1, ncols:
     if title:
         fig.suptitle(title)
     canvas = _live_canvas(fig)
+    if on_idle is not None:
+        canvas.on_view.append(lambda: on_idle(control_values(controls)))
     state: dict = {}
     axes = list(np.ravel(axes))
     error = W.HTML()
@@ -320,6 +431,7 @@ def interactive_figure(draw: Callable, controls: Mapping, nrows: int = 1, ncols:
         drawn[:] = [values]
         try:
             draw(axes, state, **values)
+            canvas.layers.scene = state.get("scene")
             error.value = ""
         except ValueError as exc:  # invalid combination of settings: say so, keep the last figure
             error.value = f"<span style='color:#d62728'>{exc}</span>"
@@ -330,10 +442,16 @@ def interactive_figure(draw: Callable, controls: Mapping, nrows: int = 1, ncols:
             # trip less). ipywidgets sends a control's next value only once the kernel is idle
             # again, so a dragged slider cannot queue up frames.
             canvas.draw()
+            if on_idle is not None and canvas.viewed:
+                on_idle(values)
 
     for w in controls.values():
         w.observe(redraw, names="value")
     redraw()
+    try:  # the first move can then be a fast frame (see _Layers.learn)
+        canvas.layers.learn(lambda: draw(axes, state, **drawn[-1]))
+    except ValueError:  # an invalid default state: it is reported above
+        pass
     if not isinstance(fig.get_layout_engine(), PlaceHolderLayoutEngine):  # draw() may have done it
         freeze_layout(fig)
     box = W.VBox([W.HBox(list(controls.values()), layout=W.Layout(flex_flow="row wrap")), error,

@@ -27,7 +27,8 @@ def test_interactive_figure_redraws_on_every_change():
     box = widgets.interactive_figure(draw, {"a": W.FloatSlider(value=1.0), "b": W.IntSlider(3)})
     slider_a = box.children[0].children[0]
     slider_a.value = 2.0
-    assert calls == [(1.0, 3), (2.0, 3)]
+    # the default state twice (the second time to learn what draw changes: _Layers.learn)
+    assert calls == [(1.0, 3), (1.0, 3), (2.0, 3)]
     assert list(box.figure.axes[0].get_lines()[0].get_ydata()) == [2.0, 3]
 
 
@@ -80,7 +81,7 @@ def test_a_control_that_resets_another_draws_once():
     widgets.interactive_figure(lambda axes, state, kind, param: calls.append((kind, param)),
                                {"kind": kind, "param": param})
     kind.value = "b"
-    assert calls == [("a", 1), ("b", 5)]
+    assert calls == [("a", 1), ("a", 1), ("b", 5)]  # the default state: see the test above
 
 
 # --- fast redraws: new data over a cached background ------------------------------------------
@@ -141,8 +142,8 @@ def test_a_fast_frame_is_the_same_picture_as_a_full_redraw():
         slider.value = value
         canvas.draw()
         assert np.array_equal(_pixels(canvas), _full_redraw(canvas))
-    # first frame, then one to learn what changes; every later frame repaints only that
-    assert canvas.layers.frames == {"full": 2, "fast": 3}
+    # the first frame; what changes was learned before it, so every later frame repaints only that
+    assert canvas.layers.frames == {"full": 1, "fast": 4}
     line, legend = box.figure.axes[0].get_lines()[0], box.figure.axes[0].get_legend()
     overlay = canvas.layers.overlay
     assert line in overlay and legend in overlay
@@ -267,3 +268,104 @@ def test_every_course_widget_redraws_the_same_picture_fast_or_full(explore):
             f"frame {i} ({canvas.layers.frames}) differs from a full redraw")
     if explore.__name__ in SWAP_ONLY:
         assert canvas.layers.frames["fast"] >= 4 * len(controls) - 2, canvas.layers.frames
+
+
+def test_on_idle_runs_only_once_a_browser_shows_the_widget():
+    seen = []
+    box = widgets.interactive_figure(
+        lambda axes, state, a: state.setdefault("line", axes[0].plot([0, 1], [a, a])[0]),
+        {"a": W.IntSlider(1)}, on_idle=seen.append)
+    slider, canvas = box.children[0].children[0], box.children[2]
+    slider.value = 2
+    assert seen == [] and not canvas.viewed  # no browser (nbval, execute): never called
+    canvas._handle_message(None, {"type": "initialized"}, [])  # a view opens
+    assert seen == [{"a": 2}] and canvas.viewed
+    canvas._handle_message(None, {"type": "refresh"}, [])  # once per view, not per message
+    slider.value = 3  # after each frame sent to the view
+    assert seen == [{"a": 2}, {"a": 3}]
+
+
+def test_the_first_move_after_the_first_frame_is_a_fast_frame():
+    def draw(axes, state, a):
+        if "line" not in state:
+            state["line"], = axes[0].plot([0, 1], [0, a])
+            axes[0].set_ylim(0, 10)
+        state["line"].set_ydata([0, a])
+        axes[0].set_title(f"a = {a}")
+
+    box = widgets.interactive_figure(draw, {"a": W.IntSlider(1)})
+    canvas = box.children[2]
+    canvas._handle_message(None, {"type": "initialized"}, [])
+    canvas.draw()  # the first frame a browser asks for: everything
+    assert canvas.layers.frames == {"fast": 0, "full": 1}
+    box.children[0].children[0].value = 2
+    assert canvas.layers.frames == {"fast": 1, "full": 1}
+    assert {type(a).__name__ for a in canvas.layers.dynamic} == {"Line2D", "Text"}
+
+
+def test_texts_drawn_again_from_the_cache_are_the_same_picture():
+    def draw(axes, state, a):
+        axes[0].plot([0, 1], [0, a])
+        axes[0].set_title(f"a = {a}: ünïcode, kerning AV To", loc="left")
+        axes[0].set_ylabel("rotated label")
+        axes[0].text(0.31, 0.52, "a text at fractional pixels", rotation=30)
+        axes[0].set_xlabel("$x_1$ (math text)")
+
+    box = widgets.interactive_figure(draw, {"a": W.IntSlider(1)})
+    canvas = box.children[2]
+    for dpr in (1, 2):
+        canvas._set_device_pixel_ratio(dpr)
+        FigureCanvasAgg.draw(canvas)
+        first, cache = _pixels(canvas), canvas.get_renderer().text_cache
+        assert len(cache) > 5 and all(len(glyphs) for glyphs in cache.values())
+        FigureCanvasAgg.draw(canvas)  # every text now comes from the cache
+        again = _pixels(canvas)
+        plain = FigureCanvasAgg(box.figure)  # matplotlib's own renderer, no cache
+        plain.draw()
+        assert np.array_equal(again, first)
+        assert np.array_equal(again, np.asarray(plain.get_renderer().buffer_rgba()))
+        box.figure.set_canvas(canvas)
+
+
+def test_fast_png_decodes_to_the_same_pixels():
+    import io
+
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for shape in [(1, 1, 4), (7, 13, 4), (576, 1520, 4)]:
+        rgba = rng.integers(0, 256, shape, dtype=np.uint8)
+        rgba[: shape[0] // 2] = 0  # a diff frame: mostly transparent
+        decoded = Image.open(io.BytesIO(widgets._fast_png(rgba)))
+        assert decoded.mode == "RGBA" and np.array_equal(np.asarray(decoded), rgba)
+
+
+def test_a_scene_is_drawn_once_then_kept_and_stays_out_of_the_overlay():
+    def draw(axes, state, scene, a):
+        ax = axes[0]
+        if state.get("shown") != scene:  # swap the whole background, as chapter 06's surfaces
+            for artist in state.get("background", []):
+                artist.remove()
+            levels = np.linspace(0, 1, 8 if scene == "many" else 3)
+            grid = np.add.outer(np.linspace(0, 1, 30), np.linspace(0, 1, 30)) / 2
+            state["background"] = [ax.contour(grid, levels=levels, colors="0.7"),
+                                   ax.plot([5, 25], [25, 5], "k:")[0]]
+            state["shown"] = scene
+        if "line" not in state:
+            state["line"], = ax.plot([0, 29], [0, a], zorder=5)
+        state["line"].set_ydata([0, a])
+        state["scene"] = scene
+
+    scene = W.Dropdown(options=["few", "many"], value="few")
+    slider = W.IntSlider(3, 0, 29)
+    box = widgets.interactive_figure(draw, {"scene": scene, "a": slider})
+    canvas = box.children[2]
+    canvas.draw()
+    for value, a in [("many", 3), ("many", 9), ("few", 9), ("many", 9), ("few", 12)]:
+        scene.value, slider.value = value, a
+        canvas.draw()
+        assert np.array_equal(_pixels(canvas), _full_redraw(canvas))
+        assert canvas.layers.overlay == [line for line in box.figure.axes[0].get_lines()
+                                         if line.get_zorder() == 5]
+    # full: the first frame and the first visit of "many"; every other frame is fast
+    assert canvas.layers.frames["full"] == 2, canvas.layers.frames

@@ -18,8 +18,9 @@ Two kinds of experiment:
 from __future__ import annotations
 
 import math
+import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -185,10 +186,26 @@ class Profile:
     values: dict[int, np.ndarray]
     #: 99.5 % quantile of ``|values|`` over the kept layers, if known (the histograms' range).
     limit: float | None = None
+    #: What :func:`widget_profile` keeps instead of ``values``: per kept layer, the quantiles of
+    #: its values at levels ``0, 1/(Q-1), ..., 1`` (:func:`_quantile_fractions`).
+    quantiles: dict[int, np.ndarray] = field(default_factory=dict)
 
     @property
     def depth(self) -> int:
         return len(self.stds)
+
+    @property
+    def kept(self) -> tuple[int, ...]:
+        """The layers whose histograms are known."""
+        return tuple(sorted(set(self.values) | set(self.quantiles)))
+
+    def fractions(self, layer: int, edges: np.ndarray) -> np.ndarray:
+        """Fraction of layer ``layer``'s activations per bin of ``edges`` (values beyond the
+        edges count in the outermost bins): exact from ``values``, within ``2 / (Q - 1)`` per bin
+        from ``quantiles``."""
+        if layer in self.values:
+            return _fractions(self.values[layer], edges)
+        return _quantile_fractions(self.quantiles[layer], edges)
 
 
 @torch.no_grad()
@@ -299,6 +316,27 @@ def _fractions(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return counts / values.size
 
 
+def _quantile_fractions(quantiles: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """:func:`_fractions` from quantiles at levels ``0, 1/(Q-1), ..., 1`` instead of the values.
+
+    The fraction of values below ``x`` is interpolated linearly between the two quantiles around
+    ``x`` (ties -- ReLU's zeros -- count as not below, as in ``np.histogram``'s half-open bins),
+    so each bin is within ``2 / (Q - 1)`` (plus the quantiles' own ``4 / n``) of the exact one,
+    and much closer where the distribution is smooth.
+    """
+    q = np.asarray(quantiles, dtype=np.float64)
+    levels = np.linspace(0.0, 1.0, q.size)
+    inner = np.asarray(edges[1:-1], dtype=np.float64)
+    i = np.searchsorted(q, inner, side="left")  # quantiles strictly below each edge
+    lo, hi = np.clip(i - 1, 0, q.size - 1), np.clip(i, 0, q.size - 1)
+    gap = q[hi] - q[lo]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(gap > 0, (inner - q[lo]) / gap, 1.0)
+    below = np.where(i == 0, 0.0, np.where(i == q.size, 1.0,
+                                           levels[lo] + t * (levels[hi] - levels[lo])))
+    return np.diff(np.concatenate([[0.0], below, [1.0]]))
+
+
 def _layer_colors(n: int) -> list:
     import matplotlib.pyplot as plt
 
@@ -314,8 +352,8 @@ def plot_histograms(profile: Profile, ax=None, title: str | None = None, bins: i
         _, ax = plt.subplots()
     limit = limit or _histogram_limit(profile)
     edges = np.linspace(-limit, limit, bins + 1)
-    for c, (layer, v) in zip(_layer_colors(len(profile.values)), profile.values.items()):
-        ax.stairs(_fractions(v, edges), edges, color=c, label=f"layer {layer}")
+    for c, layer in zip(_layer_colors(len(profile.kept)), profile.kept):
+        ax.stairs(profile.fractions(layer, edges), edges, color=c, label=f"layer {layer}")
     _label_histogram_axes(ax)
     if title:
         ax.set_title(title)
@@ -339,37 +377,117 @@ def _kept_layers(depth: int) -> tuple[int, ...]:
 #: Activations with act(c * x) = c * act(x) for c > 0: multiplying every weight by ``gain`` then
 #: multiplies layer l by ``gain ** l``, so one forward pass serves every gain.
 _HOMOGENEOUS = ("linear", "relu", "leaky_relu")
-_FORWARD_CACHE: OrderedDict = OrderedDict()
-_FORWARD_CACHE_SIZE = 6  # forward passes kept (about 13 MB each at depth 100)
+#: Quantiles kept per layer (levels 0, 1/1024, ..., 1 of ``h / std``): a histogram bin from them
+#: is within 2/1024 of the exact fraction (:func:`_quantile_fractions`), in 4 KB a layer.
+_QUANTILES = 1025
+_FORWARD_CACHE: OrderedDict = OrderedDict()  # (activation, std, width, batch, seed) -> _Pass
+_CACHE_LAYERS = 8000  # layers kept over all passes (~4 KB each: ~33 MB, 160 passes of 50 layers)
+_KEEP_LAST = 48  # the most recently used passes keep their last layer (256 KB), to extend them
+#: Held while a pass is computed or the cache changes: the widget (main thread) and
+#: :class:`_Prefetcher` (a background thread) share the cache.
+_LOCK = threading.RLock()
+
+
+@dataclass
+class _Pass:
+    """Per-layer statistics of one forward pass, as far as it has been computed."""
+
+    stds: list = field(default_factory=list)
+    saturated: list = field(default_factory=list)
+    quantiles: list = field(default_factory=list)  # float32 quantiles of h / std
+    q995: list = field(default_factory=list)  # 99.5 % quantile of |h / std|
+    h: torch.Tensor | None = None  # the last computed layer, if kept
+    h_layer: int = 0  # which layer h is (below ``done`` while recomputing a dropped one)
+
+    @property
+    def done(self) -> int:
+        return len(self.stds)
+
+
+def _abs_quantile(ordered: np.ndarray, q: float) -> float:
+    """``np.quantile(np.abs(u), q)`` from ``u`` sorted (``ordered``), for ``q`` near 1: the
+    largest ``|u|`` are among the lowest and highest ``u``, so only those are sorted again."""
+    n = ordered.size
+    pos = q * (n - 1)
+    lo = int(math.floor(pos))
+    need = n - lo  # ranks lo .. n - 1 of |u|
+    part = ordered if 2 * need >= n else np.concatenate([ordered[:need], ordered[-need:]])
+    top = np.sort(np.abs(part))[-need:]
+    a, b = float(top[0]), float(top[min(1, need - 1)])
+    return a + (pos - lo) * (b - a)
+
+
+def _summarize(entry: _Pass, h: torch.Tensor, activation: str) -> None:
+    """Append layer ``h``'s statistics to ``entry``."""
+    s = h.std().item()
+    ordered = np.sort((h / s if s > 0 else h).reshape(-1).to(torch.float32).numpy())
+    pos = np.linspace(0.0, ordered.size - 1, _QUANTILES)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, ordered.size - 1)
+    q = ordered[lo] + (pos - lo) * (ordered[hi].astype(np.float64) - ordered[lo])
+    entry.stds.append(s)
+    entry.saturated.append(_saturated_fraction(h, activation))
+    entry.quantiles.append(q.astype(np.float32))
+    entry.q995.append(_abs_quantile(ordered, 0.995))
+
+
+def _cached_pass(key: tuple) -> _Pass:
+    """The cache entry of ``key`` (created empty if missing), made the most recently used; the
+    least recently used passes beyond the cache's budget are dropped. Call with ``_LOCK`` held."""
+    entry = _FORWARD_CACHE.pop(key, None) or _Pass()
+    _FORWARD_CACHE[key] = entry  # most recently used last
+    layers = sum(e.done for e in _FORWARD_CACHE.values())
+    while layers > _CACHE_LAYERS and len(_FORWARD_CACHE) > 1:
+        layers -= _FORWARD_CACHE.popitem(last=False)[1].done
+    for old in list(_FORWARD_CACHE.values())[:-_KEEP_LAST]:
+        old.h = None  # 256 KB each: only the recent passes keep it
+    return entry
 
 
 @torch.no_grad()
-def _forward(activation: str, std: float, depth: int, width: int, batch: int, seed: int) -> dict:
+def _extend(entry: _Pass, key: tuple, depth: int, most: int | None = None) -> bool:
+    """Compute ``entry``'s layers up to ``depth`` (at most ``most`` layers now); True when done.
+
+    Continues from the kept last layer, or recomputes the layers already summarized from the
+    input when it was dropped: the same arithmetic as :func:`propagate`, so the same numbers.
+    Call with ``_LOCK`` held.
+    """
+    activation, std, width, batch, seed = key
+    if entry.done >= depth:
+        return True
+    _, z = _standard_draws(max(depth, 100), width, batch, seed)
+    if entry.h is None:
+        entry.h, entry.h_layer = _standard_draws(100, width, batch, seed)[0], 0
+    start = entry.h_layer
+    stop = depth if most is None else min(depth, start + most)
+    for layer, h in enumerate(_layers(entry.h, z, std, activation, start, stop), start=start + 1):
+        if layer > entry.done:
+            _summarize(entry, h, activation)
+        entry.h, entry.h_layer = h, layer
+    return entry.done >= depth
+
+
+def _forward(activation: str, std: float, depth: int, width: int, batch: int, seed: int) -> _Pass:
     """Per-layer statistics of :func:`propagate`'s network with weight std ``std``, cached.
 
     The first ``depth`` layers are computed once and extended when a deeper network is asked for
     (every depth uses the same weights, so a shallower network is a prefix of a deeper one). Each
-    layer keeps its std, saturated fraction and ``h / std`` as float32 (the shape of its histogram;
-    the std restores the scale).
+    layer keeps its std, saturated fraction and the quantiles of ``h / std`` (the shape of its
+    histogram; the std restores the scale).
     """
     key = (activation, std, width, batch, seed)
-    entry = _FORWARD_CACHE.pop(key, None)
-    if entry is None:
-        x, _ = _standard_draws(100, width, batch, seed)
-        entry = {"h": x, "stds": [], "saturated": [], "unit": [], "q995": {}}
-    _FORWARD_CACHE[key] = entry  # most recently used last
-    while len(_FORWARD_CACHE) > _FORWARD_CACHE_SIZE:
-        _FORWARD_CACHE.popitem(last=False)
-    if len(entry["stds"]) < depth:
-        _, z = _standard_draws(max(depth, 100), width, batch, seed)
-        for h in _layers(entry["h"], z, std, activation, len(entry["stds"]), depth):
-            s = h.std().item()
-            unit = (h / s if s > 0 else h).reshape(-1).to(torch.float32).numpy()
-            entry["stds"].append(s)
-            entry["saturated"].append(_saturated_fraction(h, activation))
-            entry["unit"].append(unit)
-            entry["h"] = h
-    return entry
+    with _LOCK:
+        entry = _cached_pass(key)
+        _extend(entry, key, depth)
+        return entry
+
+
+def _pass_key(scheme: str, activation: str, gain: float, width: int, batch: int,
+              seed: int) -> tuple:
+    """The cache key of the pass that :func:`widget_profile` reads for these settings."""
+    base = weight_std(scheme, width, width)
+    std = base if activation in _HOMOGENEOUS else base * gain
+    return (activation, std, width, batch, seed)
 
 
 def widget_profile(scheme: str, activation: str, depth: int = 50, gain: float = 1.0,
@@ -377,27 +495,113 @@ def widget_profile(scheme: str, activation: str, depth: int = 50, gain: float = 
                    keep: tuple[int, ...] = ()) -> Profile:
     """:func:`propagate`'s result from cached forward passes: what the widget draws.
 
-    Values kept for histograms are float32 precision (times the float64 std). For linear, ReLU
-    and leaky ReLU a change of gain only rescales a cached pass; for the other activations each
-    new (weight std, activation) pair costs one forward pass, and changing the depth costs at most
-    the extra layers.
+    The same stds and saturated fractions; instead of the kept layers' values, their quantiles
+    (:attr:`Profile.quantiles`, float32 precision times the float64 std), from which the
+    histograms are computed (:meth:`Profile.fractions`). For linear, ReLU and leaky ReLU a change
+    of gain only rescales a cached pass; for the other activations each new (weight std,
+    activation) pair costs one forward pass, and changing the depth costs at most the extra
+    layers.
     """
     _validate(activation, depth, width, batch, gain, keep)
-    base = weight_std(scheme, width, width)
-    if activation in _HOMOGENEOUS:
-        entry = _forward(activation, base, depth, width, batch, seed)
-        factor = float(gain) ** np.arange(1, depth + 1)
-    else:
-        entry = _forward(activation, base * gain, depth, width, batch, seed)
-        factor = np.ones(depth)
-    stds = np.asarray(entry["stds"][:depth]) * factor
-    values = {k: entry["unit"][k - 1].astype(np.float64) * stds[k - 1] for k in keep}
-    for k in keep:  # quantiles of the standardized values, once per layer
-        if k not in entry["q995"]:
-            entry["q995"][k] = float(np.quantile(np.abs(entry["unit"][k - 1]), 0.995))
-    limit = max((entry["q995"][k] * stds[k - 1] for k in keep), default=None)
-    return Profile(scheme, activation, gain, stds, np.asarray(entry["saturated"][:depth]), values,
-                   limit)
+    key = _pass_key(scheme, activation, gain, width, batch, seed)
+    entry = _forward(*key[:2], depth, *key[2:])
+    factor = (float(gain) ** np.arange(1, depth + 1) if activation in _HOMOGENEOUS
+              else np.ones(depth))
+    stds = np.asarray(entry.stds[:depth]) * factor
+    quantiles = {k: entry.quantiles[k - 1].astype(np.float64) * stds[k - 1] for k in keep}
+    limit = max((entry.q995[k - 1] * stds[k - 1] for k in keep), default=None)
+    return Profile(scheme, activation, gain, stds, np.asarray(entry.saturated[:depth]), {},
+                   limit, quantiles)
+
+
+def _prefetch_plan(scheme: str, gain: float, activation: str, depth: int, width: int,
+                   batch: int, gains: tuple[float, ...] = (), seed: int = 0,
+                   deeper: int | None = None) -> list[tuple]:
+    """The passes the widget may need next, nearest first, as ``(key, depth)``.
+
+    The two nearest ``gains`` (the gain slider's next step either way) if the activation's pass
+    depends on the gain (tanh, sigmoid, SELU); every other weight scheme and activation at the
+    current gain and depth (the next options of each dropdown first); then the other
+    activations' passes at the neighbouring ``gains``; then, if ``deeper`` is given, the same
+    passes again to that depth. Passes already computed are left out.
+    """
+    schemes, acts = list(WEIGHTS), list(ACTIVATIONS)
+
+    def around(options, current):
+        i = options.index(current)
+        order = sorted(range(len(options)), key=lambda j: (min((j - i) % len(options),
+                                                                 (i - j) % len(options)),
+                                                             (j - i) % len(options)))
+        return [options[j] for j in order]
+
+    pairs = [(scheme, activation)] + [(scheme, activation, g) for g in gains[:2]
+                                      if activation not in _HOMOGENEOUS]
+    for s, a in zip(around(schemes, scheme), around(acts, activation)):
+        pairs += [(s, activation), (scheme, a)]
+    pairs += [(s, a) for s in around(schemes, scheme) for a in around(acts, activation)]
+    pairs += [(scheme, a, g) for g in gains for a in around(acts, activation)
+              if a not in _HOMOGENEOUS]
+    keys = []
+    for item in pairs:
+        s, a, g = item if len(item) == 3 else (*item, gain)
+        key = _pass_key(s, a, g, width, batch, seed)
+        if key not in keys:
+            keys.append(key)
+    # every pass at the depth shown first, then the few layers more the depth slider may add
+    return [(key, d) for d in dict.fromkeys((depth, deeper or depth)) for key in keys
+            if key not in _FORWARD_CACHE or _FORWARD_CACHE[key].done < d]
+
+
+class _Prefetcher:
+    """Computes :func:`_prefetch_plan`'s passes in a background thread while the kernel is idle.
+
+    Started only when a browser shows the widget (``interactive_figure``'s ``on_idle``): a
+    notebook executed without a browser (nbval, ``nncourse execute``) never starts it. The widget
+    pauses it while it draws a frame; it computes one layer at a time under ``_LOCK``, so a
+    frame waits for at most one layer. Results are the same whichever thread computes them
+    (the same arithmetic, single-threaded torch).
+    """
+
+    def __init__(self):
+        self.plan: list[tuple] = []
+        self.paused = False
+        self.thread: threading.Thread | None = None
+        self.cond = threading.Condition()
+
+    def pause(self) -> None:
+        with self.cond:
+            self.paused = True
+
+    def resume(self, plan: list[tuple]) -> None:
+        with self.cond:
+            self.plan, self.paused = list(plan), False
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._run, args=(torch.get_num_threads(),),
+                                               name="nncourse-ch03-prefetch", daemon=True)
+                self.thread.start()
+            self.cond.notify_all()
+
+    def idle(self, timeout: float = 60.0) -> bool:
+        """Wait until the plan is done (for tests); False on timeout."""
+        with self.cond:
+            return self.cond.wait_for(lambda: not self.plan, timeout)
+
+    def _run(self, threads: int) -> None:
+        torch.set_num_threads(threads)  # as the kernel's (one, after nncourse.setup)
+        while True:
+            with self.cond:
+                self.cond.wait_for(lambda: self.plan and not self.paused)
+                key, depth = self.plan[0]
+            with _LOCK:
+                complete = _extend(_cached_pass(key), key, depth, most=1)
+            if complete:
+                with self.cond:
+                    if self.plan and self.plan[0] == (key, depth):
+                        self.plan.pop(0)
+                    self.cond.notify_all()
+
+
+_PREFETCH = _Prefetcher()
 
 
 def _pin_layout(fig, ax_std, ax_hist) -> None:
@@ -491,7 +695,25 @@ def explore_initialization(static: bool = False, width: int = 128, batch: int = 
         state["std_title"] = ax_std.set_title(" ", y=1.0)
         state["hist_title"] = ax_hist.set_title(" ", y=1.0)
 
+    gains = np.round(np.arange(controls["gain"].min, controls["gain"].max + 1e-9,
+                               controls["gain"].step), 10)
+
+    def prefetch(values: dict) -> None:
+        # After each frame shown in a browser: compute what the next moves may need.
+        g = round(float(values["gain"]), 6)
+        near = sorted((round(float(x), 6) for x in gains
+                       if abs(x - g) > 1e-9 and abs(x - g) <= 2.5 * controls["gain"].step),
+                      key=lambda x: (round(abs(x - g), 6), -x))  # nearest, higher first
+        with _LOCK:
+            # then a few layers deeper than shown: the depth slider's next moves
+            deeper = min(controls["depth"].max, values["depth"] + 10)
+            plan = _prefetch_plan(values["scheme"], g, values["activation"], values["depth"],
+                                  width, batch, tuple(near), deeper=deeper)
+        _PREFETCH.resume(plan)
+
     def draw(axes, state, scheme, gain, activation, depth):
+        _PREFETCH.pause()  # the frame first
+        gain = round(float(gain), 6)  # the gain shown, whatever the browser's float arithmetic
         keep = _kept_layers(depth)
         p = widget_profile(scheme, activation, depth, gain, width, batch, keep=keep)
         ax_std, ax_hist = axes
@@ -518,7 +740,7 @@ def explore_initialization(static: bool = False, width: int = 128, batch: int = 
         top = 0.0
         for i, artist in enumerate(state["stairs"]):
             if i < len(keep):
-                frac = _fractions(p.values[keep[i]], edges)
+                frac = p.fractions(keep[i], edges)
                 artist.set_data(frac, edges)
                 top = max(top, frac.max())
                 artist.set_label(f"layer {keep[i]}")
@@ -529,7 +751,8 @@ def explore_initialization(static: bool = False, width: int = 128, batch: int = 
             _pin_layout(ax_std.figure, ax_std, ax_hist)
             state["pinned"] = True
 
-    return interactive_figure(draw, controls, ncols=2, figsize=(9.5, 3.6), static=static)
+    return interactive_figure(draw, controls, ncols=2, figsize=(9.5, 3.6), static=static,
+                              on_idle=prefetch)
 
 
 # --- 4b. the backward pass, and training ------------------------------------------------------

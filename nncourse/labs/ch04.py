@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -320,6 +321,52 @@ def gradient_flow(name: str, value: float | None = None, depth: int = 20, width:
     return tuple(w.grad.norm().item() for w in weights + [readout])
 
 
+class _FlowPrefetcher:
+    """Computes :func:`gradient_flow` for what the widget may show next, in a background thread
+    started once a browser shows it (nbval and ``execute`` never do), paused while a frame is
+    drawn. Results are cached by ``gradient_flow`` itself: the same numbers whichever thread
+    computes them (each call seeds its own generator; torch single-threaded as the kernel)."""
+
+    def __init__(self):
+        self.plan: list[tuple] = []
+        self.paused = False
+        self.thread: threading.Thread | None = None
+        self.cond = threading.Condition()
+
+    def pause(self) -> None:
+        with self.cond:
+            self.paused = True
+
+    def resume(self, plan: list[tuple], depth: int) -> None:
+        with self.cond:
+            self.plan, self.paused = [(*item, depth) for item in plan], False
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._run, args=(torch.get_num_threads(),),
+                                               name="nncourse-ch04-prefetch", daemon=True)
+                self.thread.start()
+            self.cond.notify_all()
+
+    def idle(self, timeout: float = 60.0) -> bool:
+        """Wait until the plan is done (for tests); False on timeout."""
+        with self.cond:
+            return self.cond.wait_for(lambda: not self.plan, timeout)
+
+    def _run(self, threads: int) -> None:
+        torch.set_num_threads(threads)
+        while True:
+            with self.cond:
+                self.cond.wait_for(lambda: self.plan and not self.paused)
+                name, value, depth = self.plan[0]
+            gradient_flow(name, value, depth=depth)
+            with self.cond:
+                if self.plan and self.plan[0] == (name, value, depth):
+                    self.plan.pop(0)
+                self.cond.notify_all()
+
+
+_FLOWS = _FlowPrefetcher()
+
+
 def explore_activation(static: bool = False, name: str = "leaky_relu", value: float = 0.01,
                        depth: int = 20):
     """Pick an activation and its parameter; see f, f' and the gradient flow through a deep net.
@@ -354,9 +401,24 @@ def explore_activation(static: bool = False, name: str = "leaky_relu", value: fl
     x = torch.linspace(-4, 4, 401, dtype=torch.float64)
     layers = np.arange(1, depth + 2)
 
+    def plan(activation: str, parameter: float) -> list[tuple]:
+        """What the next moves may show: the slider's neighbours, then every activation of the
+        dropdown at its default parameter."""
+        act, step = A.get(activation), slider.step
+        near = ([] if act.param is None else
+                [round(parameter + k * step, 6) for k in (1, -1, 2, -2)
+                 if act.bounds[0] <= parameter + k * step <= act.bounds[1]])
+        return ([(activation, v) for v in near]
+                + [(n, A.get(n).default if A.get(n).param else None) for n in names])
+
+    def prefetch(values: dict) -> None:  # once a browser shows the widget, after each frame
+        _FLOWS.resume(plan(values["activation"], round(float(values["parameter"]), 6)), depth)
+
     def draw(axes, state, activation, parameter):
+        _FLOWS.pause()  # the frame first
         act = A.get(activation)
-        v = None if act.param is None else float(parameter)
+        # rounded as the slider shows it, whatever the browser's float arithmetic
+        v = None if act.param is None else round(float(parameter), 6)
         f, df = act(x, v).numpy(), act.derivative(x, v).numpy()
         norms = np.array(gradient_flow(activation, v, depth=depth))
         c = color(activation)
@@ -394,4 +456,5 @@ def explore_activation(static: bool = False, name: str = "leaky_relu", value: fl
                       f"{norms[0] / norms[-2]:.2g}")
 
     return interactive_figure(draw, {"activation": dropdown, "parameter": slider}, ncols=2,
+                              on_idle=prefetch,
                               figsize=(9, 3.4), static=static)

@@ -682,6 +682,7 @@ def explore_optimizer(static: bool = False, surface: str = "rosenbrock",
             state["background"] = [a for a in ax.get_children() if a not in before]
             state["surface"] = surface
             set_limits(ax, xlim=s.xlim, ylim=s.ylim)
+        state["scene"] = surface  # the contours: drawn once per surface, then kept
         if "line" not in state:
             state["line"], = ax.plot(path[:, 0], path[:, 1], "-o", ms=2, lw=1.2, zorder=5)
             state["end"], = ax.plot(*path[-1], "s", ms=6, zorder=6)

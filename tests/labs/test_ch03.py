@@ -139,16 +139,30 @@ def test_format_std_is_coarse_outside_the_healthy_range():
     assert lab.format_std(0.0) == "0" and lab.format_std(float("inf")) == "inf"
 
 
+def _bin_tolerance(n_values: int) -> float:
+    # the stated bound of Profile.fractions from quantiles: 2 / (Q - 1) plus 4 / n
+    return 2 / (lab._QUANTILES - 1) + 4 / n_values
+
+
 def test_widget_profile_matches_propagate():
     # float64 paths: a homogeneous activation reuses one pass for every gain; SELU does not.
-    for activation, gain in [("relu", 1.7), ("linear", 0.6), ("selu", 1.3), ("relu", 1.0)]:
+    for activation, gain in [("relu", 1.7), ("linear", 0.6), ("selu", 1.3), ("relu", 1.0),
+                             ("sigmoid", 3.0), ("tanh", 2.5)]:
         expected = lab.propagate("he_normal", activation, 30, gain, keep=(1, 30))
         got = lab.widget_profile("he_normal", activation, 30, gain, keep=(1, 30))
         np.testing.assert_allclose(got.stds, expected.stds, rtol=1e-10)
         np.testing.assert_array_equal(got.saturated, expected.saturated)
+        assert got.kept == expected.kept == (1, 30)
         for k in (1, 30):
-            np.testing.assert_allclose(got.values[k], expected.values[k], rtol=1e-6,
-                                       atol=1e-6 * expected.stds[k - 1])
+            v = expected.values[k]
+            q = got.quantiles[k]
+            assert q[0] == pytest.approx(v.min(), rel=1e-6) and q[-1] == pytest.approx(v.max(),
+                                                                                     rel=1e-6)
+            for scale in (0.3, 1.0, 2.0):  # bins narrower and wider than the histogram's range
+                edges = np.linspace(-scale * got.limit, scale * got.limit, 61)
+                exact, approx = expected.fractions(k, edges), got.fractions(k, edges)
+                assert approx.sum() == pytest.approx(1.0)
+                assert np.abs(approx - exact).max() <= _bin_tolerance(v.size), (activation, k)
         assert got.limit == pytest.approx(lab._histogram_limit(expected), rel=1e-5)
     # Other activations: the same arithmetic, the same numbers.
     for scheme in ("xavier_normal", "normal_1"):
@@ -156,6 +170,89 @@ def test_widget_profile_matches_propagate():
         got = lab.widget_profile(scheme, "tanh", 20, 1.2)
         np.testing.assert_array_equal(got.stds, expected.stds)
         np.testing.assert_array_equal(got.saturated, expected.saturated)
+
+
+def test_histogram_from_quantiles_counts_ties_and_tails_like_np_histogram():
+    rng = np.random.default_rng(0)
+    # ReLU-like: half the values exactly 0 (an edge falls on it), a long right tail
+    values = np.maximum(rng.standard_normal(20_000), 0.0) ** 3
+    q = np.quantile(values, np.linspace(0, 1, lab._QUANTILES))
+    for edges in (np.linspace(-1.0, 1.0, 61), np.linspace(-0.5, 4.0, 10),
+                  np.array([0.0, 0.1, 0.2, 0.3])):  # the first edge exactly at the atom
+        exact = lab._fractions(values, edges)
+        approx = lab._quantile_fractions(q, edges)
+        assert np.abs(approx - exact).max() <= _bin_tolerance(values.size)
+    # the atom lands in the bin that starts at 0, as in np.histogram
+    edges = np.array([-1.0, 0.0, 1e-6, 100.0])
+    approx = lab._quantile_fractions(q, edges)
+    assert approx[0] == 0.0 and approx[1] == pytest.approx(lab._fractions(values, edges)[1],
+                                                           abs=_bin_tolerance(values.size))
+    # everything outside the edges is counted in the outermost bins
+    np.testing.assert_allclose(lab._quantile_fractions(q, np.array([-3.0, -2.0, -1.0])),
+                               [0.0, 1.0])
+    u = np.sort(rng.standard_normal(4097).astype(np.float32))
+    assert lab._abs_quantile(u, 0.995) == pytest.approx(np.quantile(np.abs(u), 0.995), rel=1e-6)
+
+
+def test_cache_keeps_hundreds_of_passes_in_tens_of_megabytes():
+    lab._FORWARD_CACHE.clear()
+    entry = lab._forward("tanh", 0.1, 50, 128, 256, 0)
+    per_layer = sum(a.nbytes for a in entry.quantiles) / entry.done
+    assert per_layer <= 4200  # 1025 float32 quantiles, not 32768 values
+    assert lab._CACHE_LAYERS * per_layer <= 40e6
+    assert lab._CACHE_LAYERS // 50 >= 150  # passes of the widget's default depth
+    # a pass whose last layer was dropped is extended by recomputing from the input: same numbers
+    entry.h = None
+    deeper = lab._forward("tanh", 0.1, 60, 128, 256, 0)
+    assert deeper is entry and deeper.done == 60
+    np.testing.assert_array_equal(deeper.stds, lab.propagate("normal_1", "tanh", 60, 0.1).stds)
+
+
+def test_prefetch_fills_the_cache_in_the_background_with_the_same_numbers():
+    lab._FORWARD_CACHE.clear()
+    plan = lab._prefetch_plan("xavier_normal", 1.0, "tanh", 12, 128, 256, gains=(1.05, 0.95))
+    keys = [key for key, _ in plan]
+    assert len(keys) == len(set(keys))
+    # the current setting, the gain slider's next steps, the dropdowns' next options...
+    # and last the other activations at the neighbouring gains
+    assert keys[0] == lab._pass_key("xavier_normal", "tanh", 1.0, 128, 256, 0)
+    assert keys[1:5] == [lab._pass_key("xavier_normal", "tanh", 1.05, 128, 256, 0),
+                         lab._pass_key("xavier_normal", "tanh", 0.95, 128, 256, 0),
+                         lab._pass_key("he_normal", "tanh", 1.0, 128, 256, 0),
+                         lab._pass_key("xavier_normal", "sigmoid", 1.0, 128, 256, 0)]
+    assert keys[-1] == lab._pass_key("xavier_normal", "selu", 0.95, 128, 256, 0)
+    # every option of both dropdowns, and the gain's neighbours where the gain needs a new pass
+    wanted = {lab._pass_key(s, a, g, 128, 256, 0) for s in lab.WEIGHTS for a in lab.ACTIVATIONS
+              for g in (1.0,)} | {lab._pass_key("xavier_normal", a, g, 128, 256, 0)
+                                  for a in ("tanh", "sigmoid", "selu") for g in (1.05, 0.95)}
+    assert set(keys) == wanted
+    lab._PREFETCH.resume(plan)
+    assert lab._PREFETCH.idle(timeout=120)
+    assert all(lab._FORWARD_CACHE[key].done >= 12 for key in keys)
+    assert lab._prefetch_plan("xavier_normal", 1.0, "tanh", 12, 128, 256,
+                              gains=(1.05, 0.95)) == []
+    for scheme, activation, gain in [("normal_1", "sigmoid", 1.0), ("xavier_normal", "selu", 1.05),
+                                     ("he_normal", "relu", 1.0)]:
+        got = lab.widget_profile(scheme, activation, 12, gain, keep=(12,))
+        np.testing.assert_array_equal(got.stds, lab.propagate(scheme, activation, 12, gain).stds)
+    # paused (while the widget draws a frame), it computes nothing
+    lab._PREFETCH.pause()
+    lab._PREFETCH.plan = [(lab._pass_key("normal_1", "tanh", 2.0, 128, 256, 0), 5)]
+    assert not lab._PREFETCH.idle(timeout=0.5)
+    lab._PREFETCH.resume(lab._PREFETCH.plan)
+    assert lab._PREFETCH.idle(timeout=60)
+
+
+def test_the_widget_prefetches_only_once_a_browser_shows_it(monkeypatch):
+    plans = []
+    monkeypatch.setattr(lab._PREFETCH, "resume", plans.append)
+    box = lab.explore_initialization()
+    assert plans == []  # executed without a browser (nbval): no background work
+    canvas = box.children[2]
+    canvas._handle_message(None, {"type": "initialized"}, [])
+    assert len(plans) == 1
+    box.children[0].children[2].value = "relu"
+    assert len(plans) == 2
 
 
 def test_widget_profile_extends_cached_passes_with_depth():
@@ -191,3 +288,11 @@ def test_train_deep_runs_every_network_per_seed():
     assert all(len(h) == 1 and h[0].epochs_run == 1 for h in runs.values())
     with pytest.raises(ValueError):
         lab.train_deep(seeds=())
+
+
+def test_prefetch_plans_the_depth_shown_before_the_layers_beyond():
+    lab._FORWARD_CACHE.clear()
+    plan = lab._prefetch_plan("he_normal", 1.0, "relu", 8, 128, 256, deeper=12)
+    depths = [d for _, d in plan]
+    assert depths == sorted(depths) and set(depths) == {8, 12}
+    assert len(plan) == 2 * len({key for key, _ in plan})

@@ -129,3 +129,19 @@ def test_seed_table_prints_means_and_spreads():
                            "85.0", "±", "7.1"]
     with pytest.raises(ValueError, match="same number of seeds"):
         lab.seed_table({**runs, "elu": {**runs["relu"], "val_acc": np.array([0.9])}})
+
+
+def test_widget_prefetches_gradient_flows_once_a_browser_shows_it():
+    lab.gradient_flow.cache_clear()
+    box = lab.explore_activation(depth=6)
+    assert lab._FLOWS.plan == [] and lab._FLOWS.thread is None  # no browser: no background work
+    box.children[2]._handle_message(None, {"type": "initialized"}, [])  # a view opens
+    assert lab._FLOWS.idle(timeout=120)
+    before = lab.gradient_flow.cache_info()
+    dropdown, slider = box.children[0].children
+    slider.value = 0.02  # the slider's next step, then every activation: already computed
+    for name in dropdown.options[:4]:
+        dropdown.value = name
+    assert lab.gradient_flow.cache_info().misses == before.misses
+    assert lab.gradient_flow("leaky_relu", 0.02, depth=6) == lab.gradient_flow.__wrapped__(
+        "leaky_relu", 0.02, depth=6)
