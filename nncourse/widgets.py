@@ -32,6 +32,7 @@ Use ``continuous_update=False`` on sliders whose ``draw`` retrains a network.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 
 import matplotlib as mpl
@@ -505,3 +506,57 @@ def steady_limits(ax, axis: str, lo: float, hi: float, fill: float = 0.5,
         return False
     (ax.set_xlim if axis == "x" else ax.set_ylim)(new)
     return True
+
+
+class Prefetcher:
+    """Works through a plan in a background thread while the kernel waits for the learner: what
+    a widget's next moves may need (``interactive_figure``'s ``on_idle`` hands it the plan).
+
+    ``step(item)`` does one piece of the first item and returns True when the item is done (it
+    is then dropped from the plan); a long item can so be done in short steps, and a frame waits
+    for at most one. The widget calls :meth:`pause` before it draws a frame and :meth:`resume`
+    with a new plan after. The thread starts on the first :meth:`resume` -- with a browser view
+    only, so nbval and ``nncourse execute`` never start one -- and uses the kernel's torch
+    thread count, so whichever thread computes a result, it is the same.
+    """
+
+    def __init__(self, step: Callable[[object], bool], name: str):
+        self.step, self.name = step, name
+        self.plan: list = []
+        self.paused = False
+        self.thread: threading.Thread | None = None
+        self.cond = threading.Condition()
+
+    def pause(self) -> None:
+        with self.cond:
+            self.paused = True
+
+    def resume(self, plan: list) -> None:
+        import torch
+
+        with self.cond:
+            self.plan, self.paused = list(plan), False
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._run, args=(torch.get_num_threads(),),
+                                               name=self.name, daemon=True)
+                self.thread.start()
+            self.cond.notify_all()
+
+    def idle(self, timeout: float = 60.0) -> bool:
+        """Wait until the plan is done (for tests); False on timeout."""
+        with self.cond:
+            return self.cond.wait_for(lambda: not self.plan, timeout)
+
+    def _run(self, threads: int) -> None:
+        import torch
+
+        torch.set_num_threads(threads)  # as the kernel's (one, after nncourse.setup)
+        while True:
+            with self.cond:
+                self.cond.wait_for(lambda: self.plan and not self.paused)
+                item = self.plan[0]
+            if self.step(item):
+                with self.cond:
+                    if self.plan and self.plan[0] == item:
+                        self.plan.pop(0)
+                    self.cond.notify_all()

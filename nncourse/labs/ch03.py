@@ -35,7 +35,7 @@ from nncourse.env import progress
 from nncourse.models import make_mlp
 from nncourse.plotting import color
 from nncourse.training import History, evaluate, train
-from nncourse.widgets import freeze_layout, interactive_figure, steady_limits
+from nncourse.widgets import Prefetcher, freeze_layout, interactive_figure, steady_limits
 
 __all__ = ["REFERENCE", "RECIPES", "CirclesRun", "circles", "circles_model", "train_circles",
            "compare_on_circles", "unit_spread", "ACTIVATIONS", "WEIGHTS", "weight_std",
@@ -552,56 +552,18 @@ def _prefetch_plan(scheme: str, gain: float, activation: str, depth: int, width:
             if key not in _FORWARD_CACHE or _FORWARD_CACHE[key].done < d]
 
 
-class _Prefetcher:
-    """Computes :func:`_prefetch_plan`'s passes in a background thread while the kernel is idle.
-
-    Started only when a browser shows the widget (``interactive_figure``'s ``on_idle``): a
-    notebook executed without a browser (nbval, ``nncourse execute``) never starts it. The widget
-    pauses it while it draws a frame; it computes one layer at a time under ``_LOCK``, so a
-    frame waits for at most one layer. Results are the same whichever thread computes them
-    (the same arithmetic, single-threaded torch).
-    """
-
-    def __init__(self):
-        self.plan: list[tuple] = []
-        self.paused = False
-        self.thread: threading.Thread | None = None
-        self.cond = threading.Condition()
-
-    def pause(self) -> None:
-        with self.cond:
-            self.paused = True
-
-    def resume(self, plan: list[tuple]) -> None:
-        with self.cond:
-            self.plan, self.paused = list(plan), False
-            if self.thread is None:
-                self.thread = threading.Thread(target=self._run, args=(torch.get_num_threads(),),
-                                               name="nncourse-ch03-prefetch", daemon=True)
-                self.thread.start()
-            self.cond.notify_all()
-
-    def idle(self, timeout: float = 60.0) -> bool:
-        """Wait until the plan is done (for tests); False on timeout."""
-        with self.cond:
-            return self.cond.wait_for(lambda: not self.plan, timeout)
-
-    def _run(self, threads: int) -> None:
-        torch.set_num_threads(threads)  # as the kernel's (one, after nncourse.setup)
-        while True:
-            with self.cond:
-                self.cond.wait_for(lambda: self.plan and not self.paused)
-                key, depth = self.plan[0]
-            with _LOCK:
-                complete = _extend(_cached_pass(key), key, depth, most=1)
-            if complete:
-                with self.cond:
-                    if self.plan and self.plan[0] == (key, depth):
-                        self.plan.pop(0)
-                    self.cond.notify_all()
+def _prefetch_step(item) -> bool:
+    """One layer of a planned pass (under ``_LOCK``); True when the pass is complete."""
+    key, depth = item
+    with _LOCK:
+        return _extend(_cached_pass(key), key, depth, most=1)
 
 
-_PREFETCH = _Prefetcher()
+#: Computes :func:`_prefetch_plan`'s passes in a background thread while the kernel is idle.
+#: Started only when a browser shows the widget (``interactive_figure``'s ``on_idle``); the
+#: widget pauses it while it draws a frame; one layer at a time under ``_LOCK``, so a frame waits
+#: for at most one layer. Results are the same whichever thread computes them.
+_PREFETCH = Prefetcher(_prefetch_step, "nncourse-ch03-prefetch")
 
 
 def _pin_layout(fig, ax_std, ax_hist) -> None:

@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -31,7 +30,7 @@ from nncourse.env import progress
 from nncourse.models import linear_layers, make_mlp
 from nncourse.plotting import color, decade_limits
 from nncourse.training import History, eval_mode, mean_sd, train
-from nncourse.widgets import interactive_figure, set_limits
+from nncourse.widgets import Prefetcher, interactive_figure, set_limits
 
 __all__ = ["collapse_linear", "negative_fraction", "dying_relu_runs", "dying_relu_seeds",
            "seed_table", "prelu_slopes",
@@ -321,50 +320,16 @@ def gradient_flow(name: str, value: float | None = None, depth: int = 20, width:
     return tuple(w.grad.norm().item() for w in weights + [readout])
 
 
-class _FlowPrefetcher:
-    """Computes :func:`gradient_flow` for what the widget may show next, in a background thread
-    started once a browser shows it (nbval and ``execute`` never do), paused while a frame is
-    drawn. Results are cached by ``gradient_flow`` itself: the same numbers whichever thread
-    computes them (each call seeds its own generator; torch single-threaded as the kernel)."""
-
-    def __init__(self):
-        self.plan: list[tuple] = []
-        self.paused = False
-        self.thread: threading.Thread | None = None
-        self.cond = threading.Condition()
-
-    def pause(self) -> None:
-        with self.cond:
-            self.paused = True
-
-    def resume(self, plan: list[tuple], depth: int) -> None:
-        with self.cond:
-            self.plan, self.paused = [(*item, depth) for item in plan], False
-            if self.thread is None:
-                self.thread = threading.Thread(target=self._run, args=(torch.get_num_threads(),),
-                                               name="nncourse-ch04-prefetch", daemon=True)
-                self.thread.start()
-            self.cond.notify_all()
-
-    def idle(self, timeout: float = 60.0) -> bool:
-        """Wait until the plan is done (for tests); False on timeout."""
-        with self.cond:
-            return self.cond.wait_for(lambda: not self.plan, timeout)
-
-    def _run(self, threads: int) -> None:
-        torch.set_num_threads(threads)
-        while True:
-            with self.cond:
-                self.cond.wait_for(lambda: self.plan and not self.paused)
-                name, value, depth = self.plan[0]
-            gradient_flow(name, value, depth=depth)
-            with self.cond:
-                if self.plan and self.plan[0] == (name, value, depth):
-                    self.plan.pop(0)
-                self.cond.notify_all()
+def _flow_step(item) -> bool:
+    gradient_flow(*item[:2], depth=item[2])
+    return True
 
 
-_FLOWS = _FlowPrefetcher()
+#: Computes :func:`gradient_flow` for what the widget may show next, in a background thread
+#: started once a browser shows it (nbval and ``execute`` never do), paused while a frame is
+#: drawn. Results are cached by ``gradient_flow`` itself: the same numbers whichever thread
+#: computes them (each call seeds its own generator; torch single-threaded as the kernel).
+_FLOWS = Prefetcher(_flow_step, "nncourse-ch04-prefetch")
 
 
 def explore_activation(static: bool = False, name: str = "leaky_relu", value: float = 0.01,
@@ -412,7 +377,8 @@ def explore_activation(static: bool = False, name: str = "leaky_relu", value: fl
                 + [(n, A.get(n).default if A.get(n).param else None) for n in names])
 
     def prefetch(values: dict) -> None:  # once a browser shows the widget, after each frame
-        _FLOWS.resume(plan(values["activation"], round(float(values["parameter"]), 6)), depth)
+        _FLOWS.resume([(*item, depth) for item in plan(values["activation"],
+                                                        round(float(values["parameter"]), 6))])
 
     def draw(axes, state, activation, parameter):
         _FLOWS.pause()  # the frame first
