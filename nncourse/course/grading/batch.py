@@ -667,16 +667,25 @@ def _grade_cells(cells, master, scratch, limits, grade: Grade):
     return graded, built.notes + grade.notes, sorted(flags)
 
 
+#: The parts of one notebook's wall time (``Grade.timing``), in the order they happen, with the
+#: label the summary prints: the grader's own work, then the worker's and the kernel's.
+TIME_PARTS = (("rebuild", "rebuild"), ("job_write", "job files"), ("setup", "worker setup"),
+              ("kernel_start", "kernel start"), ("instructor", "instructor cells"),
+              ("answers", "answers"), ("guards", "guards"), ("checks", "checks"),
+              ("shutdown", "kernel shutdown"), ("cleanup", "cleanup"),
+              ("result_read", "result read"), ("static_flags", "static flags"))
+
+
 def _add_timing(acc: dict, nb, timing: dict) -> None:
-    """Add one run's times to ``acc``: wall seconds of the kernel's start, the instructor's
-    cells, the answers, the grader's guards and the checks; CPU seconds of the kernel and of the
-    worker (the checks' trusted side)."""
+    """Add one run's times to ``acc``: wall seconds of the :data:`TIME_PARTS` the worker and
+    ``_execute`` measured, with its cells summed by kind (instructor's, answers, guards,
+    checks); CPU seconds of the kernel and of the worker (the checks' trusted side)."""
     def add(key, value):
         if isinstance(value, (int, float)):
             acc[key] = round(acc.get(key, 0) + value, 3)
 
-    for key in ("job_write", "worker", "setup", "kernel_start"):
-        add(key, timing.get(key))
+    for key in ("worker", "kernel_cpu", "worker_cpu", *(k for k, _ in TIME_PARTS)):
+        add(key, timing.get(key))  # the grader's own parts (rebuild...) are not in ``timing``
     for i, seconds in timing.get("cells", []):
         cell = nb.cells[i] if 0 <= i < len(nb.cells) else {}
         if str(cell.get("id", "")).startswith(rb.GUARD_ID):
@@ -684,8 +693,6 @@ def _add_timing(acc: dict, nb, timing: dict) -> None:
         else:
             kind = {nbs.ANSWER: "answers", nbs.CHECK: "checks"}.get(nbs.role(cell), "instructor")
         add(kind, seconds)
-    for key in ("shutdown", "cleanup", "result_read", "kernel_cpu", "worker_cpu"):
-        add(key, timing.get(key))
 
 
 def _module_names(master) -> set[str]:

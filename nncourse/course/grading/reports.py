@@ -13,7 +13,7 @@ from pathlib import Path
 
 from nncourse.course import notebooks as nbs
 from nncourse.course import scoreboard
-from nncourse.course.grading.batch import FLAGGED, NOT_GRADED, OK, Grade
+from nncourse.course.grading.batch import FLAGGED, NOT_GRADED, OK, TIME_PARTS, Grade
 
 __all__ = ["feedback_text", "feedback_names", "csv_cell", "write_reports",
            "format_summary", "printable", "describe_sandbox"]
@@ -189,15 +189,6 @@ def format_summary(summary: dict) -> str:
     if summary.get("problems"):
         lines.append(f"{len(summary['problems'])} report file(s) could not be written (see above)")
     return "\n".join(lines)
-
-
-#: The parts of one notebook's wall time (``Grade.timing``), in the order they happen, with the
-#: label the summary prints: the grader's own work, then the worker's and the kernel's.
-TIME_PARTS = (("rebuild", "rebuild"), ("job_write", "job files"), ("setup", "worker setup"),
-              ("kernel_start", "kernel start"), ("instructor", "instructor cells"),
-              ("answers", "answers"), ("guards", "guards"), ("checks", "checks"),
-              ("shutdown", "kernel shutdown"), ("cleanup", "cleanup"),
-              ("result_read", "result read"), ("static_flags", "static flags"))
 
 
 def time_breakdown(grades: list[Grade]) -> str:

@@ -587,7 +587,7 @@ def nbformat_output(kind: str, **fields):
     return nbformat.v4.new_output(kind, **fields)
 
 
-async def _execute(job: dict, nb, result: dict) -> None:
+async def _execute(job: dict, nb, result: dict, started: float) -> None:
     import zmq
     from jupyter_client import AsyncKernelManager
     from jupyter_client.kernelspec import KernelSpecManager
@@ -617,10 +617,9 @@ async def _execute(job: dict, nb, result: dict) -> None:
 
     client.on_cell_executed = on_executed
     client.reset_execution_trackers()
-    timing = result.setdefault("timing", {})
-    timing["cells"] = []
+    timing = result["timing"] = {"cells": []}
     t0 = time.monotonic()
-    timing["setup"] = round(t0 - timing.pop("_start", t0), 3)
+    timing["setup"] = round(t0 - started, 3)
     try:
         async with client.async_setup_kernel(cwd=job["workdir"], env=job["env"]):
             await client.async_wait_for_reply(await ensure_async(client.kc.kernel_info()))
@@ -704,15 +703,13 @@ def run(job_path: str) -> int:
                    "display_name": "nncourse grading sandbox", "language": "python"}, f)
     os.environ["JUPYTER_RUNTIME_DIR"] = job["jobdir"]
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
-    result["timing"] = {"_start": t_start}
     try:
-        asyncio.run(_execute(job, nb, result))
+        asyncio.run(_execute(job, nb, result, t_start))
     except Exception as exc:  # kernel would not start, ...: the parent reports it
         result["error"] = f"{type(exc).__name__}: {str(exc)[:500]}"
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
     t_clean = time.monotonic()
-    result.setdefault("timing", {}).pop("_start", None)
-    result["timing"]["worker_cpu"] = round(
+    result.setdefault("timing", {})["worker_cpu"] = round(
         cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime, 2)
     if job.get("uid") is not None:
         kill_user(job["uid"])
