@@ -384,7 +384,7 @@ _FORWARD_CACHE: OrderedDict = OrderedDict()  # (activation, std, width, batch, s
 _CACHE_LAYERS = 8000  # layers kept over all passes (~4 KB each: ~33 MB, 160 passes of 50 layers)
 _KEEP_LAST = 48  # the most recently used passes keep their last layer (256 KB), to extend them
 #: Held while a pass is computed or the cache changes: the widget (main thread) and
-#: :class:`_Prefetcher` (a background thread) share the cache.
+#: ``_PREFETCH`` (a :class:`~nncourse.widgets.Prefetcher`, a background thread) share the cache.
 _LOCK = threading.RLock()
 
 
